@@ -1,0 +1,3 @@
+from eksplain.cli.main import run
+
+run()

@@ -1,0 +1,177 @@
+"""Calibration: the tunable factors of the estimators, read from ``data/calibration.yaml``.
+
+Exact quantities (parameter counts, KV bytes per token) are computed; what is not exact (memory
+the driver keeps, an engine's non-torch memory and activation peak, allocator headroom) is data,
+each value with the measurement it came from. This module only loads and types that data.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from eksplain.errors import InputError, suggest
+from eksplain.units import GIB
+
+__all__ = ["Calibration", "EngineCalibration", "QuantFormat", "TrainingCalibration", "load_calibration"]
+
+
+@dataclass(frozen=True)
+class QuantFormat:
+    """How a weight format stores one projection matrix."""
+
+    name: str
+    weight_bits: int
+    group_size: int
+    scale_bits: int
+    zero_bits: int
+    double_quant_scale_bits: int
+    double_quant_group: int
+    compute: str
+
+    def matrix_bits(self, elements: int) -> int:
+        """Bits to store ``elements`` weights of a projection matrix, scales included."""
+        bits = elements * self.weight_bits
+        if self.group_size:
+            groups = elements // self.group_size
+            if self.double_quant_scale_bits:
+                bits += groups * self.double_quant_scale_bits
+                bits += (groups // self.double_quant_group) * self.scale_bits
+            else:
+                bits += groups * (self.scale_bits + self.zero_bits)
+        return bits
+
+    @property
+    def quantized(self) -> bool:
+        return self.weight_bits < 16
+
+
+@dataclass(frozen=True)
+class EngineCalibration:
+    """A serving engine's memory behaviour (vLLM-style profiling of a dummy batch)."""
+
+    name: str
+    block_size: int
+    vocab_padding: int
+    gpu_memory_utilization: float
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    non_torch_bytes: int
+    non_torch_bytes_tp: int
+    cuda_graph_bytes: int
+    act_bytes_per_token_hidden: float
+    act_bytes_per_token_intermediate: float
+    logits_bytes_per_vocab_entry: float
+    full_sequence_logits: bool
+
+
+@dataclass(frozen=True)
+class TrainingCalibration:
+    cuda_context_bytes: int
+    nccl_bytes: int
+    allocator_headroom_fraction: float
+    logits_bytes_per_element: float
+    zero3_prefetch_layers: int
+
+
+@dataclass(frozen=True)
+class Calibration:
+    visible_memory_bytes: tuple[tuple[str, int], ...]
+    default_visible_fraction: float
+    engines: tuple[EngineCalibration, ...]
+    training: TrainingCalibration
+    formats: tuple[QuantFormat, ...]
+
+    def visible_bytes(self, accelerator_id: str, physical_bytes: int) -> int:
+        """Memory a process can use on the device (driver and ECC reservations taken off)."""
+        measured = dict(self.visible_memory_bytes).get(accelerator_id)
+        return measured if measured else round(physical_bytes * self.default_visible_fraction)
+
+    def engine(self, name: str) -> EngineCalibration:
+        for engine in self.engines:
+            if engine.name == name:
+                return engine
+        names = [e.name for e in self.engines]
+        raise InputError(
+            f"Unknown serving engine {name!r}.", hint="use one of " + ", ".join(names),
+            suggestions=suggest(name, names),
+        )
+
+    def format(self, name: str) -> QuantFormat:
+        for fmt in self.formats:
+            if fmt.name == name:
+                return fmt
+        names = [f.name for f in self.formats]
+        raise InputError(
+            f"Unknown weight format {name!r}.", hint="use one of " + ", ".join(names),
+            suggestions=suggest(name, names),
+        )
+
+
+def _gib(value: Any) -> int:
+    return round(float(value) * GIB)
+
+
+def _engine(name: str, row: dict[str, Any]) -> EngineCalibration:
+    act = row["activation"]
+    return EngineCalibration(
+        name=name,
+        block_size=int(row["block_size"]),
+        vocab_padding=int(row["vocab_padding"]),
+        gpu_memory_utilization=float(row["gpu_memory_utilization"]),
+        max_num_seqs=int(row["max_num_seqs"]),
+        max_num_batched_tokens=int(row["max_num_batched_tokens"]),
+        non_torch_bytes=_gib(row["non_torch_gib"]["value"]),
+        non_torch_bytes_tp=_gib(row["non_torch_gib_tp"]["value"]),
+        cuda_graph_bytes=_gib(row["cuda_graph_gib"]["value"]),
+        act_bytes_per_token_hidden=float(act["bytes_per_token_per_hidden"]),
+        act_bytes_per_token_intermediate=float(act["bytes_per_token_per_intermediate"]),
+        logits_bytes_per_vocab_entry=float(act["logits_bytes_per_vocab_entry"]),
+        full_sequence_logits=bool(row.get("full_sequence_logits", False)),
+    )
+
+
+def _format(name: str, row: dict[str, Any]) -> QuantFormat:
+    return QuantFormat(
+        name=name,
+        weight_bits=int(row["weight_bits"]),
+        group_size=int(row["group_size"]),
+        scale_bits=int(row["scale_bits"]),
+        zero_bits=int(row["zero_bits"]),
+        double_quant_scale_bits=int(row.get("double_quant_scale_bits", 0)),
+        double_quant_group=int(row.get("double_quant_group", 0)),
+        compute=str(row["compute"]),
+    )
+
+
+def _read_yaml(name: str) -> dict[str, Any]:
+    text = resources.files("eksplain.data").joinpath(name).read_text(encoding="utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+@functools.cache
+def load_calibration() -> Calibration:
+    """The packaged calibration (read once; values are immutable)."""
+    cal = _read_yaml("calibration.yaml")
+    formats = _read_yaml("quantization.yaml")["formats"]
+    t = cal["training"]
+    return Calibration(
+        visible_memory_bytes=tuple(
+            (acc, _gib(row["visible_gib"])) for acc, row in cal["visible_memory"].items()
+        ),
+        default_visible_fraction=float(cal["default_visible_fraction"]["value"]),
+        engines=tuple(_engine(name, row) for name, row in cal["engines"].items()),
+        training=TrainingCalibration(
+            cuda_context_bytes=_gib(t["cuda_context_gib"]["value"]),
+            nccl_bytes=_gib(t["nccl_gib"]["value"]),
+            allocator_headroom_fraction=float(t["allocator_headroom_fraction"]["value"]),
+            logits_bytes_per_element=float(t["logits_bytes_per_element"]["value"]),
+            zero3_prefetch_layers=int(t["zero3_prefetch_layers"]["value"]),
+        ),
+        formats=tuple(_format(name, row) for name, row in formats.items()),
+    )

@@ -1,0 +1,149 @@
+"""The model catalogue: bundled open models by Hugging Face id and alias, or a local config.json.
+
+Each catalogue entry (``eksplain/data/models/*.yaml``) holds the architecture fields of the
+model's ``config.json`` verbatim, the published parameter count with its source and quote, and
+aliases people type. The same parser reads a user's own ``config.json``, so catalogue models and
+local models go through one code path.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eksplain.errors import CatalogError, InputError, suggest
+from eksplain.hfconfig import architecture_from_config, read_config_dir
+from eksplain.model import Architecture, ParamCount, count_parameters
+
+__all__ = [
+    "Model",
+    "ModelEntry",
+    "PreQuantization",
+    "find_model",
+    "load_models",
+    "model_from_config",
+    "resolve_model",
+]
+
+
+@dataclass(frozen=True)
+class PreQuantization:
+    """A checkpoint that is already quantized (``quantization_config`` in config.json)."""
+
+    method: str  # awq | gptq | fp8 | bitsandbytes | compressed-tensors
+    bits: int
+    group_size: int
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model resolved to its architecture and exact parameter counts."""
+
+    id: str
+    architecture: Architecture
+    params: ParamCount
+    quantization: PreQuantization | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A catalogue row: the model plus its published facts."""
+
+    model: Model
+    aliases: tuple[str, ...]
+    family: str
+    released: str
+    published_total: int | None
+    published_total_approx: float | None
+    published_active: int | None
+    params_source: str
+    params_quote: str
+
+
+def _pre_quantization(config: dict[str, Any]) -> PreQuantization | None:
+    q = config.get("quantization_config")
+    if not isinstance(q, dict):
+        return None
+    method = str(q.get("quant_method", "unknown")).lower()
+    if method == "fp8":
+        return PreQuantization("fp8", 8, 0)
+    if method == "bitsandbytes":
+        four = q.get("load_in_4bit") or q.get("_load_in_4bit")
+        return PreQuantization("bitsandbytes", 4 if four else 8, 64 if four else 0)
+    return PreQuantization(method, int(q.get("bits", q.get("w_bit", 4))),
+                           int(q.get("group_size", q.get("q_group_size", 128))))
+
+
+def model_from_config(
+    model_id: str, config: dict[str, Any], source: str = ""
+) -> Model:
+    """A ``Model`` from a parsed config.json."""
+    arch = architecture_from_config(config)
+    return Model(
+        id=model_id,
+        architecture=arch,
+        params=count_parameters(arch),
+        quantization=_pre_quantization(config),
+        source=source,
+    )
+
+
+def _entry(row: dict[str, Any]) -> ModelEntry:
+    params = row.get("params") or {}
+    return ModelEntry(
+        model=model_from_config(row["id"], row["config"], row.get("config_source", "")),
+        aliases=tuple(str(a).lower() for a in row.get("aliases") or ()),
+        family=str(row.get("family", "")),
+        released=str(row.get("released", "")),
+        published_total=params.get("total"),
+        published_total_approx=params.get("total_approx"),
+        published_active=params.get("active"),
+        params_source=str(params.get("source", "")),
+        params_quote=str(params.get("quote", "")),
+    )
+
+
+@functools.cache
+def load_models() -> tuple[ModelEntry, ...]:
+    """All bundled catalogue entries, sorted by id (read once; values are immutable)."""
+    folder = resources.files("eksplain.data").joinpath("models")
+    entries: list[ModelEntry] = []
+    for item in sorted(folder.iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".yaml"):
+            rows = yaml.safe_load(item.read_text(encoding="utf-8")) or []
+            entries.extend(_entry(row) for row in rows)
+    return tuple(sorted(entries, key=lambda e: e.model.id.lower()))
+
+
+def find_model(entries: tuple[ModelEntry, ...], name: str) -> ModelEntry:
+    """A catalogue entry by HF id or alias, case-insensitive."""
+    key = name.strip().lower()
+    for entry in entries:
+        if key == entry.model.id.lower() or key in entry.aliases:
+            return entry
+    for entry in entries:  # "Llama-3.1-8B" without the organisation
+        if key == entry.model.id.lower().split("/")[-1]:
+            return entry
+    names = [e.model.id for e in entries] + [a for e in entries for a in e.aliases]
+    raise CatalogError(
+        f"Unknown model {name!r}.",
+        hint="run `eksplain models` to list the catalogue, or pass a path to a config.json",
+        suggestions=suggest(name, names),
+    )
+
+
+def resolve_model(name: str, entries: tuple[ModelEntry, ...] | None = None) -> Model:
+    """Resolve a catalogue id/alias, or a local ``config.json`` path or directory, to a Model."""
+    path = Path(name).expanduser()
+    if name.endswith(".json") or (path.exists() and path.is_dir()):
+        if not path.exists():
+            raise InputError(f"No such file: {name}.")
+        config, _index = read_config_dir(path)
+        return model_from_config(str(path), config, source=str(path))
+    return find_model(load_models() if entries is None else entries, name).model

@@ -1,0 +1,173 @@
+"""The ``eksplain`` command. Each command: parse options, one facade call, format the result.
+
+User errors (``EksplainError``, invalid values) print one clean message and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from eksplain import api
+from eksplain.errors import EksplainError
+
+app = typer.Typer(
+    name="eksplain",
+    help="Size, plan and explain AI/ML workloads on Amazon EKS.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+T = TypeVar("T")
+EXIT_USER_ERROR = 2
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True, highlight=False).print(f"[red]error:[/red] {message}")
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "input"
+        parts.append(f"--{field.replace('_', '-')}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _call(fn: Callable[[], T]) -> T:
+    """Run a facade call, turning user errors into a clean message and exit code 2."""
+    try:
+        return fn()
+    except EksplainError as exc:
+        _fail(str(exc))
+    except ValidationError as exc:
+        _fail(_validation_message(exc))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+@app.command()
+def estimate(
+    model: Annotated[str, typer.Argument(help="Catalogue id or alias, or a path to a config.json.")],
+    hardware: Annotated[str, typer.Option(help="Accelerator (h100, l40s, trainium2 ...) or EC2 "
+                                                "instance type (p5.48xlarge).")],
+    task: Annotated[str, typer.Option(help="inference or training.")] = "inference",
+    devices: Annotated[int | None, typer.Option(help="Accelerators used (default: 1, or all of "
+                                                     "an instance type).")] = None,
+    dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp32, fp8, int8, awq, gptq, "
+                                            "nf4.")] = "bf16",
+    kv_dtype: Annotated[str, typer.Option(help="KV cache: auto (= compute dtype) or fp8.")] = "auto",
+    batch: Annotated[int, typer.Option(help="Concurrent sequences (serving) or micro-batch "
+                                            "per device (training).")] = 1,
+    seq_len: Annotated[int, typer.Option(help="Tokens per sequence (prompt + output).")] = 4096,
+    tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
+    pp: Annotated[int, typer.Option(help="Pipeline-parallel degree.")] = 1,
+    dp: Annotated[int | None, typer.Option(help="Data-parallel degree (training default: "
+                                                "devices / (TP x PP x CP)).")] = None,
+    cp: Annotated[int, typer.Option(help="Context-parallel degree.")] = 1,
+    ep: Annotated[int, typer.Option(help="Expert-parallel degree (MoE).")] = 1,
+    zero: Annotated[int, typer.Option(help="DeepSpeed ZeRO stage 0-3.")] = 0,
+    fsdp: Annotated[str, typer.Option(help="FSDP sharding: none, full or hybrid.")] = "none",
+    method: Annotated[str, typer.Option(help="full, lora or qlora.")] = "full",
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    optimizer: Annotated[str, typer.Option(help="adamw, adamw-8bit, sgd or adafactor.")] = "adamw",
+    recompute: Annotated[str, typer.Option(help="Activation recomputation: none, selective, "
+                                                "full.")] = "none",
+    precision: Annotated[str, typer.Option(help="Training precision: mixed, bf16 or "
+                                                "fp32.")] = "mixed",
+    engine: Annotated[str, typer.Option(help="Serving engine: vllm, sglang, trtllm, hf, "
+                                             "neuron.")] = "vllm",
+    gpu_memory_utilization: Annotated[float | None, typer.Option(
+        help="Share of device memory the engine may use (vLLM default 0.9).")] = None,
+    max_num_seqs: Annotated[int | None, typer.Option(help="Engine max sequences per step.")] = None,
+    max_num_batched_tokens: Annotated[int | None, typer.Option(
+        help="Engine token budget per step.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Memory per device for serving or training one model on one hardware choice."""
+    fields = {
+        "model": model, "hardware": hardware, "task": task, "devices": devices, "dtype": dtype,
+        "kv_dtype": kv_dtype, "batch": batch, "seq_len": seq_len, "tp": tp, "pp": pp, "dp": dp,
+        "cp": cp, "ep": ep, "zero": zero, "fsdp": fsdp, "method": method, "lora_rank": lora_rank,
+        "optimizer": optimizer, "recompute": recompute, "precision": precision, "engine": engine,
+        "gpu_memory_utilization": gpu_memory_utilization, "max_num_seqs": max_num_seqs,
+        "max_num_batched_tokens": max_num_batched_tokens,
+    }
+    result = _call(lambda: api.estimate(api.EstimateRequest.model_validate(fields)))
+    if json_output:
+        _print_json(result.to_dict())
+        return
+    from eksplain.cli.format import estimate_summary, estimate_table
+
+    console = _console()
+    lines = estimate_summary(result)
+    for line in lines[:2]:
+        console.print(line)
+    console.print(estimate_table(result))
+    for line in lines[2:]:
+        console.print(line)
+
+
+@app.command()
+def hardware(
+    family: Annotated[str | None, typer.Option(help="Instance family, e.g. g6e or p5.")] = None,
+    min_memory: Annotated[str | None, typer.Option(
+        help="Minimum total accelerator memory, e.g. 48GiB.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List EC2 instance types with their accelerators and prices."""
+    rows = _call(lambda: api.hardware(family, min_memory))
+    if json_output:
+        _print_json([api.hardware_row_dict(r) for r in rows])
+        return
+    from eksplain.cli.format import hardware_table
+
+    _console().print(hardware_table(rows))
+
+
+@app.command()
+def models(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the bundled model catalogue."""
+    entries = _call(api.models)
+    if json_output:
+        _print_json([api.model_entry_dict(e) for e in entries])
+        return
+    from eksplain.cli.format import models_table
+
+    _console().print(models_table(entries))
+
+
+@app.command()
+def validate(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Predicted vs measured for the reference set of published measurements."""
+    from eksplain import validation
+
+    report = _call(validation.run)
+    if json_output:
+        _print_json(validation.report_dict(report))
+        return
+    sys.stdout.write(validation.render_markdown(report))
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

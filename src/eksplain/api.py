@@ -208,11 +208,12 @@ def estimate(request: EstimateRequest) -> Estimate:
     choice = resolve_hardware(load_catalog(), request.hardware, request.devices)
     cal = load_calibration()
     acc = choice.accelerator
+    capacity = cal.visible_bytes(acc.id, acc.memory_bytes)
     par = _parallelism(request, choice.devices)
     fmt = _weight_format(request, model)
     if request.task == "inference":
         serving = serving_memory(
-            model, acc.id, acc.memory_bytes,
+            model, capacity,
             _serving_config(request, fmt, par, request.batch, request.seq_len), cal,
             choice.devices,
         )
@@ -222,17 +223,17 @@ def estimate(request: EstimateRequest) -> Estimate:
             max_seq_len=serving.kv.max_seq_len, weight_format=fmt, engine_model=request.engine,
         )
     mem = training_memory(
-        model, acc.id, acc.memory_bytes, _training_config(request, par, request.batch,
-                                                          request.seq_len), cal, choice.devices,
-    )
+        model, capacity, _training_config(request, par, request.batch, request.seq_len), cal,
+        choice.devices,
+    ).breakdown
 
     def fits_batch(b: int) -> bool:
         cfg = _training_config(request, par, b, request.seq_len)
-        return training_memory(model, acc.id, acc.memory_bytes, cfg, cal, choice.devices).fits
+        return training_memory(model, capacity, cfg, cal, choice.devices).breakdown.fits
 
     def fits_seq(s: int) -> bool:
         cfg = _training_config(request, par, request.batch, s)
-        return training_memory(model, acc.id, acc.memory_bytes, cfg, cal, choice.devices).fits
+        return training_memory(model, capacity, cfg, cal, choice.devices).breakdown.fits
 
     max_ctx = model.architecture.max_context
     return Estimate(

@@ -102,7 +102,9 @@ def _entry(row: dict[str, Any]) -> ModelEntry:
         family=str(row.get("family", "")),
         released=str(row.get("released", "")),
         published_total=params.get("total"),
-        published_total_approx=params.get("total_approx"),
+        published_total_approx=(
+            float(params["total_approx"]) if params.get("total_approx") is not None else None
+        ),
         published_active=params.get("active"),
         params_source=str(params.get("source", "")),
         params_quote=str(params.get("quote", "")),

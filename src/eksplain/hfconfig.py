@@ -217,6 +217,19 @@ def _gpt2(f: _Fields) -> Architecture:
     )
 
 
+def _gpt_bigcode(f: _Fields) -> Architecture:
+    """StarCoder / SantaCoder: GPT-2 layout with multi-query attention."""
+    h, heads = int(f.req("n_embd")), int(f.req("n_head"))
+    kv = 1 if f.opt("multi_query", True) else heads
+    return Architecture(
+        model_type="gpt_bigcode", hidden_size=h, num_layers=int(f.req("n_layer")),
+        vocab_size=int(f.req("vocab_size")), max_context=int(f.req("n_positions")),
+        attention=Attention(heads, kv, h // heads, qkv_bias=True, out_bias=True),
+        ffn=FeedForward(int(f.opt("n_inner", 4 * h)), gated=False, bias=True),
+        norm="layer", tied_embeddings=True, position_embeddings=int(f.req("n_positions")),
+    )
+
+
 def _gptj(f: _Fields) -> Architecture:
     h, heads = int(f.req("n_embd")), int(f.req("n_head"))
     return Architecture(
@@ -333,7 +346,8 @@ def _mpnet(f: _Fields) -> Architecture:
 
 def _t5(f: _Fields) -> Architecture:
     d, heads, d_kv = int(f.req("d_model")), int(f.req("num_heads")), int(f.req("d_kv"))
-    gated = str(f.opt("feed_forward_proj", "relu")).startswith("gated")
+    gated = str(f.opt("feed_forward_proj", "relu")).startswith("gated") or bool(
+        f.opt("is_gated_act", False))
     enc = int(f.req("num_layers"))
     return Architecture(
         model_type="t5", hidden_size=d, num_layers=int(f.opt("num_decoder_layers", enc)),
@@ -369,6 +383,7 @@ _BUILDERS: dict[str, Callable[[_Fields], Architecture]] = {
     "gemma3": _gemma3,
     "gpt2": _gpt2,
     "gptj": _gptj,
+    "gpt_bigcode": _gpt_bigcode,
     "gpt_neox": _gpt_neox,
     "opt": _opt,
     "bloom": _bloom,

@@ -34,11 +34,13 @@ __all__ = [
     "ServingConfig",
     "ServingMemory",
     "TrainingConfig",
+    "TrainingMemory",
     "kv_bytes_per_token",
     "kv_bytes_for_sequence",
     "serving_memory",
     "training_memory",
     "weight_bytes",
+    "zero3_gather_bytes",
 ]
 
 OPTIMIZERS = ("adamw", "adamw-8bit", "sgd", "adafactor")
@@ -130,6 +132,7 @@ class TrainingConfig:
     recompute: str = "none"
     flash_attention: bool = True
     microbatches: int = 1
+    loss_chunks: int = 1  # chunked cross-entropy (torchtune CEWithChunkedOutputLoss: 8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,13 +270,14 @@ def _check_serving(model: Model, cfg: ServingConfig, devices: int) -> None:
 
 
 def serving_memory(
-    model: Model, accelerator_id: str, physical_bytes: int, cfg: ServingConfig,
-    cal: Calibration, devices: int = 1,
+    model: Model, capacity: int, cfg: ServingConfig, cal: Calibration, devices: int = 1,
 ) -> ServingMemory:
-    """Per-device memory of one serving replica under the engine's allocation rules."""
+    """Per-device memory of one serving replica under the engine's allocation rules.
+
+    ``capacity`` is the memory a process sees on one device (``Calibration.visible_bytes``).
+    """
     _check_serving(model, cfg, devices)
     arch, eng, fmt = model.architecture, cal.engine(cfg.engine), cal.format(cfg.weight_format)
-    capacity = cal.visible_bytes(accelerator_id, physical_bytes)
     util = cfg.gpu_memory_utilization or eng.gpu_memory_utilization
     seqs = cfg.max_num_seqs or eng.max_num_seqs
     tokens = cfg.max_num_batched_tokens or eng.max_num_batched_tokens
@@ -413,37 +417,65 @@ def lora_parameters(arch: Architecture, rank: int, targets: tuple[str, ...]) -> 
 
 
 def _activation_bytes_per_token_layer(arch: Architecture, cfg: TrainingConfig) -> float:
-    """Stored activation bytes per token per layer in 16-bit, no recomputation.
+    """Stored activation bytes per token per layer in 16-bit.
 
     Korthikanti et al. 2022 (arXiv:2205.05198) count 34·h + 5·a·s bytes for GPT (4h GeLU MLP,
-    dropout). Without dropout, with RMSNorm, GQA and a gated MLP the saved tensors are: the two
-    norm inputs and outputs (8h), q, k, v and the attention output (2·(2·q + 2·kv) widths), and
+    dropout). Without dropout, with RMSNorm, GQA and a gated MLP, the tensors autograd keeps are:
+    the two norm inputs and outputs (8h), q, k, v and the attention output (2·(2·q + 2·kv)), and
     the MLP's gate, up, activation and product (8i; 4i for a two-matrix MLP). Without
     FlashAttention the softmax output adds 4·a·s (scores and probabilities in 16 bits).
+
+    ``selective`` is PyTorch's op-level selective checkpointing as torchtitan applies it: keep the
+    layer input, the attention output and every second matmul output, recompute the rest; this
+    also drops the attention scores (Korthikanti's selective recomputation).
     """
     a, h = arch.attention, arch.hidden_size
     q, kv = a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim
     width = _ffn_width(arch)
+    if cfg.recompute == "selective":
+        matmul_outputs = 2 * (q + 2 * kv + 2 * h + (2 if arch.ffn.gated else 1) * width)
+        return 2 * h + 2 * q + matmul_outputs / 2
     mlp = (8 if arch.ffn.gated else 4) * width
-    attn_scores = 0 if cfg.flash_attention or cfg.recompute == "selective" else (
-        4 * a.num_heads * cfg.seq_len / cfg.parallel.cp
-    )
+    attn_scores = 0 if cfg.flash_attention else 4 * a.num_heads * cfg.seq_len / cfg.parallel.cp
     return 8 * h + 2 * (2 * q + 2 * kv) + mlp + attn_scores
+
+
+def _logits_bytes(arch: Architecture, cfg: TrainingConfig, tokens: float, cal: Calibration) -> float:
+    """The LM head's logits and the loss's fp32 copies, at the start of backward.
+
+    16-bit logits exist whole; the fp32 copies, log-softmax and gradient exist one chunk at a time
+    when the loss is computed in chunks.
+    """
+    if not arch.lm_head:
+        return 0.0
+    per_element = cal.training.logits_bytes_per_element
+    per_element = 2 + (per_element - 2) / max(cfg.loss_chunks, 1)
+    return tokens * arch.vocab_size / cfg.parallel.tp * per_element
 
 
 def _training_activations(model: Model, cfg: TrainingConfig, cal: Calibration) -> int:
     arch, par = model.architecture, cfg.parallel
     tokens = cfg.micro_batch * cfg.seq_len / par.cp
-    per_layer = _activation_bytes_per_token_layer(arch, cfg) * tokens / par.tp
+    width = 2 if cfg.precision == "fp32" else 1  # the per-layer formulas count 16-bit tensors
+    per_layer = _activation_bytes_per_token_layer(arch, cfg) * tokens / par.tp * width
     layers = max(len(r) for r in stage_layers(arch.num_layers, par.pp))
     in_flight = min(cfg.microbatches, par.pp)  # 1F1B keeps up to PP micro-batches per stage
     if cfg.recompute == "full":  # keep each layer's input; rebuild one layer at a time
-        stored = 2 * arch.hidden_size * tokens / par.tp * layers * in_flight + per_layer
+        full = TrainingConfig(**{**cfg.__dict__, "recompute": "none"})
+        one_layer = _activation_bytes_per_token_layer(arch, full) * tokens / par.tp * width
+        stored = 2 * width * arch.hidden_size * tokens / par.tp * layers * in_flight + one_layer
     else:
         stored = per_layer * layers * in_flight
-    vocab = arch.vocab_size / par.tp
-    logits = 0.0 if not arch.lm_head else tokens * vocab * cal.training.logits_bytes_per_element
-    return round(stored + logits)
+    return round(stored + _logits_bytes(arch, cfg, tokens, cal))
+
+
+def zero3_gather_bytes(model: Model, cfg: TrainingConfig, cal: Calibration) -> int:
+    """Unsharded 16-bit copies of the layers ZeRO-3/FSDP gathers at once (0 when unsharded)."""
+    sharded = cfg.zero == 3 or cfg.fsdp != "none"
+    if not sharded or _shard_group(cfg) <= 1:
+        return 0
+    _, largest_layer = _trainable_elements(model, cfg.parallel)
+    return largest_layer * 2 * cal.training.zero3_prefetch_layers
 
 
 def _check_training(model: Model, cfg: TrainingConfig, devices: int) -> None:
@@ -462,14 +494,40 @@ def _check_training(model: Model, cfg: TrainingConfig, devices: int) -> None:
     validate_parallelism(model.architecture, cfg.parallel, devices)
 
 
+@dataclass(frozen=True)
+class TrainingMemory:
+    """A training step's peak per device, with the overhead split by where it lives.
+
+    ``cuda_context_bytes`` and ``nccl_bytes`` are outside PyTorch's allocator (nvidia-smi shows
+    them, ``torch.cuda.max_memory_reserved`` does not); ``allocator_headroom_bytes`` is reserved
+    but not allocated (``max_memory_reserved`` shows it, ``max_memory_allocated`` does not).
+    """
+
+    breakdown: MemoryBreakdown
+    cuda_context_bytes: int
+    nccl_bytes: int
+    gather_bytes: int
+    allocator_headroom_bytes: int
+
+    def measured_as(self, metric: str) -> int:
+        """The peak a tool would report: ``nvml`` (nvidia-smi), ``reserved`` or ``allocated``."""
+        total = self.breakdown.total_bytes
+        if metric == "nvml":
+            return total
+        total -= self.cuda_context_bytes + self.nccl_bytes
+        return total if metric == "reserved" else total - self.allocator_headroom_bytes
+
+
 def training_memory(
-    model: Model, accelerator_id: str, physical_bytes: int, cfg: TrainingConfig,
-    cal: Calibration, devices: int = 1,
-) -> MemoryBreakdown:
-    """Peak per-device memory of a training step (full fine-tuning, LoRA or QLoRA)."""
+    model: Model, capacity: int, cfg: TrainingConfig, cal: Calibration, devices: int = 1,
+) -> TrainingMemory:
+    """Peak per-device memory of a training step (full fine-tuning, LoRA or QLoRA).
+
+    ``capacity`` is the memory a process sees on one device (``Calibration.visible_bytes``).
+    """
     _check_training(model, cfg, devices)
     arch, tc = model.architecture, cal.training
-    elements, largest_layer = _trainable_elements(model, cfg.parallel)
+    elements, _ = _trainable_elements(model, cfg.parallel)
     group = _shard_group(cfg)
     sharded = cfg.zero == 3 or cfg.fsdp != "none"
     if cfg.method == "full":
@@ -478,7 +536,6 @@ def training_memory(
         grads = elements * (w.grads_replicated + w.grads_sharded / (
             group if (cfg.zero >= 2 or sharded) else 1))
         optimizer = elements * w.optimizer / (group if (cfg.zero >= 1 or sharded) else 1)
-        transient = largest_layer * 2 * tc.zero3_prefetch_layers if sharded and group > 1 else 0
     else:
         base = cal.format("nf4" if cfg.method == "qlora" else "bf16")
         weights = weight_bytes(model, base, cfg.parallel) / (group if sharded else 1)
@@ -487,16 +544,17 @@ def training_memory(
         weights += adapters * 4  # fp32 adapters (PEFT default autocast_adapter_dtype)
         grads = adapters * 4
         optimizer = adapters * _optimizer_bytes(cfg.optimizer, 4, arch.hidden_size)
-        transient = largest_layer * 2 * tc.zero3_prefetch_layers if sharded and group > 1 else 0
     activations = _training_activations(model, cfg, cal)
-    fixed = tc.cuda_context_bytes + (tc.nccl_bytes if devices > 1 else 0)
-    headroom = tc.allocator_headroom_fraction * (weights + grads + optimizer + activations)
-    return MemoryBreakdown(
+    gather = zero3_gather_bytes(model, cfg, cal)
+    nccl = tc.nccl_bytes if devices > 1 else 0
+    headroom = round(tc.allocator_headroom_fraction * (weights + grads + optimizer + activations))
+    breakdown = MemoryBreakdown(
         weights_bytes=round(weights),
         kv_cache_bytes=0,
         activations_bytes=activations,
         gradients_bytes=round(grads),
         optimizer_states_bytes=round(optimizer),
-        overhead_bytes=round(fixed + transient + headroom),
-        capacity_bytes=cal.visible_bytes(accelerator_id, physical_bytes),
+        overhead_bytes=round(tc.cuda_context_bytes + nccl + gather + headroom),
+        capacity_bytes=capacity,
     )
+    return TrainingMemory(breakdown, tc.cuda_context_bytes, nccl, gather, headroom)

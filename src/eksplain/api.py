@@ -27,7 +27,7 @@ from eksplain.hardware import (
     resolve_hardware,
 )
 from eksplain.memory import (
-    LORA_TARGETS_ALL,
+    LORA_TARGETS,
     KvCapacity,
     MemoryBreakdown,
     ServingConfig,
@@ -53,7 +53,7 @@ _WEIGHT_FORMATS = {"awq", "gptq", "nf4"}
 
 
 class EstimateRequest(BaseModel):
-    """Inputs of ``eksplain estimate``; every field has a sensible default but model and hardware."""
+    """Inputs of ``eksplain estimate``: model and hardware, and defaults for everything else."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -183,7 +183,7 @@ def _training_config(req: EstimateRequest, par: Parallelism, batch: int,
     return TrainingConfig(
         precision=req.precision, micro_batch=batch, seq_len=seq_len, parallel=par,
         zero=req.zero, fsdp=req.fsdp, method=req.method, lora_rank=req.lora_rank,
-        lora_targets=LORA_TARGETS_ALL, optimizer=req.optimizer, recompute=req.recompute,
+        lora_targets=LORA_TARGETS, optimizer=req.optimizer, recompute=req.recompute,
         flash_attention=req.flash_attention, microbatches=req.microbatches,
     )
 

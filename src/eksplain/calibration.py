@@ -17,7 +17,13 @@ import yaml
 from eksplain.errors import InputError, suggest
 from eksplain.units import GIB
 
-__all__ = ["Calibration", "EngineCalibration", "QuantFormat", "TrainingCalibration", "load_calibration"]
+__all__ = [
+    "Calibration",
+    "EngineCalibration",
+    "QuantFormat",
+    "TrainingCalibration",
+    "load_calibration",
+]
 
 
 @dataclass(frozen=True)

@@ -76,8 +76,9 @@ def _pre_quantization(config: dict[str, Any]) -> PreQuantization | None:
     if method == "bitsandbytes":
         four = q.get("load_in_4bit") or q.get("_load_in_4bit")
         return PreQuantization("bitsandbytes", 4 if four else 8, 64 if four else 0)
-    return PreQuantization(method, int(q.get("bits", q.get("w_bit", 4))),
-                           int(q.get("group_size", q.get("q_group_size", 128))))
+    bits = q.get("bits") or q.get("w_bit") or 4
+    group = q.get("group_size") or q.get("q_group_size") or 128
+    return PreQuantization(method, int(bits), int(group))
 
 
 def model_from_config(

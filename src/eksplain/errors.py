@@ -1,7 +1,7 @@
 """The one error tree of eksplain.
 
     EksplainError            base; every error carries a ``hint`` (how to fix it)
-     ├── InputError          the user asked for something invalid (bad value, impossible parallelism)
+     ├── InputError          an invalid request (bad value, impossible parallelism)
      ├── CatalogError        a model, accelerator or instance name is unknown ("did you mean")
      ├── InfeasibleError     the request is valid but cannot be satisfied (does not fit, no plan)
      └── RenderError         manifests could not be built or failed validation

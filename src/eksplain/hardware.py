@@ -90,7 +90,7 @@ class Resources:
 
 @dataclass(frozen=True)
 class InstanceType:
-    """An EC2 instance type, with capacity, overhead and allocatable as the kubelet computes them."""
+    """An EC2 instance type: capacity, overhead and allocatable as the kubelet computes them."""
 
     name: str
     family: str
@@ -295,12 +295,13 @@ def load_catalog() -> HardwareCatalog:
 
 
 def find_accelerator(catalog: HardwareCatalog, name: str) -> Accelerator:
-    """An accelerator by id or alias (``h100``, ``a100-40gb``, ``inferentia2``), case-insensitive."""
+    """An accelerator by id or alias (``h100``, ``a100-40gb``, ``inferentia2``), any case."""
     key = name.strip().lower()
     for acc in catalog.accelerators:
         if key == acc.id or key in acc.aliases:
             return acc
-    names = [a.id for a in catalog.accelerators] + [x for a in catalog.accelerators for x in a.aliases]
+    names = [a.id for a in catalog.accelerators]
+    names += [alias for a in catalog.accelerators for alias in a.aliases]
     raise CatalogError(
         f"Unknown accelerator {name!r}.",
         hint="run `eksplain hardware` to list accelerators and instance types",

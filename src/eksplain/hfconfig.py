@@ -7,6 +7,7 @@ is absent. Nothing here executes model code (never ``trust_remote_code``) or dow
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Mapping
@@ -60,7 +61,7 @@ def _attention(f: _Fields, heads: int, kv: int | None = None, **extra: Any) -> A
 
 
 def _windows(f: _Fields, layers: int) -> tuple[int | None, ...]:
-    """Per-layer sliding windows from ``layer_types`` / ``sliding_window_pattern`` / a global window."""
+    """Per-layer sliding windows: ``layer_types``, ``sliding_window_pattern`` or one window."""
     window = f.opt("sliding_window", None)
     types = f.opt("layer_types", None)
     if types:
@@ -361,9 +362,7 @@ def _t5(f: _Fields) -> Architecture:
 
 
 def _replace(arch: Architecture, **changes: Any) -> Architecture:
-    from dataclasses import replace
-
-    return replace(arch, **changes)
+    return dataclasses.replace(arch, **changes)
 
 
 _BUILDERS: dict[str, Callable[[_Fields], Architecture]] = {

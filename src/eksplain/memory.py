@@ -29,14 +29,15 @@ from eksplain.parallel import Parallelism, stage_layers, validate_parallelism
 from eksplain.units import bits_to_bytes, dtype_bits
 
 __all__ = [
+    "LORA_TARGETS",
     "KvCapacity",
     "MemoryBreakdown",
     "ServingConfig",
     "ServingMemory",
     "TrainingConfig",
     "TrainingMemory",
-    "kv_bytes_per_token",
     "kv_bytes_for_sequence",
+    "kv_bytes_per_token",
     "serving_memory",
     "training_memory",
     "weight_bytes",
@@ -46,7 +47,7 @@ __all__ = [
 OPTIMIZERS = ("adamw", "adamw-8bit", "sgd", "adafactor")
 RECOMPUTE = ("none", "selective", "full")
 METHODS = ("full", "lora", "qlora")
-LORA_TARGETS_ALL = ("q", "k", "v", "o", "gate", "up", "down")
+LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class TrainingConfig:
     devices_per_node: int = 8
     method: str = "full"
     lora_rank: int = 16
-    lora_targets: tuple[str, ...] = LORA_TARGETS_ALL
+    lora_targets: tuple[str, ...] = LORA_TARGETS
     optimizer: str = "adamw"
     recompute: str = "none"
     flash_attention: bool = True
@@ -394,25 +395,23 @@ def _trainable_elements(model: Model, par: Parallelism) -> tuple[int, int]:
     return per_device, largest
 
 
-_LORA_SHAPES = {  # (input width, output width) of each adaptable projection, by target name
-    "q": lambda a: (a.hidden_size, a.attention.num_heads * a.attention.head_dim),
-    "k": lambda a: (a.hidden_size, a.attention.num_kv_heads * a.attention.head_dim),
-    "v": lambda a: (a.hidden_size, a.attention.num_kv_heads * a.attention.head_dim),
-    "o": lambda a: (a.attention.num_heads * a.attention.head_dim, a.hidden_size),
-    "gate": lambda a: (a.hidden_size, a.ffn.intermediate_size),
-    "up": lambda a: (a.hidden_size, a.ffn.intermediate_size),
-    "down": lambda a: (a.ffn.intermediate_size, a.hidden_size),
-}
+def _lora_shape(arch: Architecture, target: str) -> tuple[int, int]:
+    """(input width, output width) of an adaptable projection."""
+    h, a = arch.hidden_size, arch.attention
+    q, kv, i = a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim, arch.ffn.intermediate_size
+    shapes = {"q": (h, q), "k": (h, kv), "v": (h, kv), "o": (q, h), "gate": (h, i), "up": (h, i),
+              "down": (i, h)}
+    return shapes[target]
 
 
 def lora_parameters(arch: Architecture, rank: int, targets: tuple[str, ...]) -> int:
     """Adapter parameters: ``rank x (in + out)`` per adapted matrix per layer (Hu et al. 2021)."""
-    unknown = [t for t in targets if t not in _LORA_SHAPES]
+    unknown = [t for t in targets if t not in LORA_TARGETS]
     if unknown:
         raise InputError(
-            f"Unknown LoRA target(s) {unknown}.", hint="use " + ", ".join(_LORA_SHAPES)
+            f"Unknown LoRA target(s) {unknown}.", hint="use " + ", ".join(LORA_TARGETS)
         )
-    per_layer = sum(rank * sum(_LORA_SHAPES[t](arch)) for t in targets)
+    per_layer = sum(rank * sum(_lora_shape(arch, t)) for t in targets)
     return per_layer * arch.num_layers
 
 
@@ -440,7 +439,9 @@ def _activation_bytes_per_token_layer(arch: Architecture, cfg: TrainingConfig) -
     return 8 * h + 2 * (2 * q + 2 * kv) + mlp + attn_scores
 
 
-def _logits_bytes(arch: Architecture, cfg: TrainingConfig, tokens: float, cal: Calibration) -> float:
+def _logits_bytes(
+    arch: Architecture, cfg: TrainingConfig, tokens: float, cal: Calibration
+) -> float:
     """The LM head's logits and the loss's fp32 copies, at the start of backward.
 
     16-bit logits exist whole; the fp32 copies, log-softmax and gradient exist one chunk at a time

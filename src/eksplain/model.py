@@ -264,9 +264,7 @@ def _other_params(arch: Architecture) -> int:
     h = arch.hidden_size
     other = _norm_params(arch, h) if arch.final_norm else 0
     other += (h * h + h) if arch.pooler else 0
-    if arch.relative_attention_buckets and not arch.encoder_layers:
-        other += arch.relative_attention_buckets * arch.attention.num_heads
-    elif arch.encoder_layers:
+    if (arch.relative_attention_buckets and not arch.encoder_layers) or arch.encoder_layers:
         other += arch.relative_attention_buckets * arch.attention.num_heads
     other += _encoder_stack(arch) + _vision_params(arch.vision)
     return other + sum(count for _, count in arch.extra_params)

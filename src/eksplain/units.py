@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from eksplain.errors import InputError
+from eksplain.errors import InputError, suggest
 
 __all__ = [
     "DTYPE_BITS",
@@ -63,8 +63,6 @@ def dtype_bits(name: str) -> int:
     """Width in bits of a data type name as users and HF configs spell it."""
     key = _DTYPE_ALIASES.get(name.lower(), name.lower())
     if key not in DTYPE_BITS:
-        from eksplain.errors import suggest
-
         raise InputError(
             f"Unknown data type {name!r}.",
             hint="use one of " + ", ".join(DTYPE_BITS),

@@ -22,7 +22,7 @@ from eksplain.catalog import Model, load_models, resolve_model
 from eksplain.errors import EksplainError
 from eksplain.hardware import find_accelerator, load_catalog
 from eksplain.memory import (
-    LORA_TARGETS_ALL,
+    LORA_TARGETS,
     ServingConfig,
     TrainingConfig,
     serving_memory,
@@ -52,7 +52,7 @@ CALIBRATION_QUANTITIES = ("non_torch", "activation_peak", "cuda_graph")
 _UNITS = {"GiB": GIB, "MiB": MIB, "GB": GB, "tokens": 1, "blocks": 1, "x": 1}
 _FORMATS = {
     None: None, "fp8": "fp8", "awq": "awq", "gptq": "gptq", "bnb-nf4": "nf4", "nf4": "nf4",
-    "bnb-4bit": "nf4", "bnb-fp4": "nf4", "bnb-int8": "int8", "int8": "int8",
+    "bnb-4bit": "nf4", "bnb-fp4": "bnb4", "bnb-int8": "int8", "int8": "int8",
 }
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", None: "bf16"}
 
@@ -200,7 +200,8 @@ def _serving(case: Case, model: Model, cal: Calibration) -> float:
         "max_concurrency": kv.max_concurrency,
         "activation_peak": mem.breakdown.activations_bytes,
         "non_torch": mem.non_torch_bytes,
-        "serving_total": mem.breakdown.total_bytes,
+        "serving_total": mem.breakdown.total_bytes - (
+            mem.non_torch_bytes if _metric(s) != "nvml" else 0),
     }
     return float(values[case.quantity])
 
@@ -229,7 +230,7 @@ def _training_config(case: Case) -> TrainingConfig:
         precision=precision, micro_batch=micro, seq_len=int(s.get("seq_len", seq_default)),
         parallel=par, zero=int(s.get("zero_stage", 0)), fsdp=fsdp, method=method,
         lora_rank=int(s.get("lora_rank", 8 if torchtune else 16)),
-        lora_targets=("q", "v", "o", "gate", "up", "down") if torchtune else LORA_TARGETS_ALL,
+        lora_targets=("q", "v", "o", "gate", "up", "down") if torchtune else LORA_TARGETS,
         optimizer=_optimizer(s),
         recompute=str(s.get("recompute", "full" if torchtune else "none")),
         flash_attention=bool(s.get("flash_attention", engine != "hf")),
@@ -244,12 +245,16 @@ def _training(case: Case, model: Model, cal: Calibration) -> float:
         b = mem.breakdown
         states = b.weights_bytes + b.gradients_bytes + b.optimizer_states_bytes
         return float(states + zero3_gather_bytes(model, cfg, cal))
-    return float(mem.measured_as(_METRICS.get(str(case.setup.get("engine")), "nvml")))
+    return float(mem.measured_as(_metric(case.setup)))
 
 
 # What each source's peak figure counts: nvidia-smi (NVML) includes the CUDA context and NCCL;
 # torchtitan logs torch.cuda max reserved memory; torchtune logs max allocated memory.
 _METRICS = {"hf": "nvml", "torchtitan": "reserved", "torchtune": "allocated"}
+
+
+def _metric(setup: dict[str, Any]) -> str:
+    return str(setup.get("metric") or _METRICS.get(str(setup.get("engine")), "nvml"))
 
 
 def _optimizer(setup: dict[str, Any]) -> str:

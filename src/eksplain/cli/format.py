@@ -8,7 +8,7 @@ from eksplain.api import Estimate, HardwareRow
 from eksplain.catalog import ModelEntry
 from eksplain.units import GIB, format_bytes
 
-__all__ = ["estimate_table", "estimate_summary", "hardware_table", "models_table"]
+__all__ = ["estimate_summary", "estimate_table", "hardware_table", "models_table"]
 
 _BAR_WIDTH = 30
 

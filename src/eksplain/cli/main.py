@@ -63,7 +63,8 @@ def _print_json(data: Any) -> None:
 
 @app.command()
 def estimate(
-    model: Annotated[str, typer.Argument(help="Catalogue id or alias, or a path to a config.json.")],
+    model: Annotated[str, typer.Argument(
+        help="Catalogue id or alias, or a path to a config.json.")],
     hardware: Annotated[str, typer.Option(help="Accelerator (h100, l40s, trainium2 ...) or EC2 "
                                                 "instance type (p5.48xlarge).")],
     task: Annotated[str, typer.Option(help="inference or training.")] = "inference",
@@ -71,7 +72,8 @@ def estimate(
                                                      "an instance type).")] = None,
     dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp32, fp8, int8, awq, gptq, "
                                             "nf4.")] = "bf16",
-    kv_dtype: Annotated[str, typer.Option(help="KV cache: auto (= compute dtype) or fp8.")] = "auto",
+    kv_dtype: Annotated[str, typer.Option(
+        help="KV cache: auto (= compute dtype) or fp8.")] = "auto",
     batch: Annotated[int, typer.Option(help="Concurrent sequences (serving) or micro-batch "
                                             "per device (training).")] = 1,
     seq_len: Annotated[int, typer.Option(help="Tokens per sequence (prompt + output).")] = 4096,

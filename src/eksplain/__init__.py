@@ -1,0 +1,35 @@
+"""eksplain: size, plan and explain AI/ML workloads on Amazon EKS.
+
+The public Python API is the facade in ``eksplain.api``, re-exported here::
+
+    import eksplain
+    est = eksplain.estimate(eksplain.EstimateRequest(model="meta-llama/Llama-3.1-8B",
+                                                     hardware="h100"))
+    est.memory.total_bytes, est.fits
+"""
+
+from eksplain.api import Estimate, EstimateRequest, HardwareRow, estimate, hardware, models
+from eksplain.errors import (
+    CatalogError,
+    EksplainError,
+    InfeasibleError,
+    InputError,
+    RenderError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CatalogError",
+    "EksplainError",
+    "Estimate",
+    "EstimateRequest",
+    "HardwareRow",
+    "InfeasibleError",
+    "InputError",
+    "RenderError",
+    "__version__",
+    "estimate",
+    "hardware",
+    "models",
+]

@@ -1,0 +1,1 @@
+"""Packaged facts: hardware, prices, model architectures, calibration, reference measurements."""

@@ -180,24 +180,39 @@ def _llama4(f: _Fields) -> Architecture:
     )
 
 
+def _vision_projector(kind: str, vf: _Fields, text_hidden: int) -> int:
+    """Parameters between the vision tower and the text model.
+
+    Gemma 3: an input projection (vision -> text width) and an RMSNorm on the vision side.
+    Llama 4: the pixel-shuffle adapter MLP (intermediate -> projector in -> projector out, no
+    bias) and the projection of ``vision_output_dim`` into the text width.
+    """
+    vh = int(vf.req("hidden_size"))
+    if kind == "gemma3":
+        return vh * text_hidden + vh
+    inner = int(vf.req("intermediate_size"))
+    p_in, p_out = int(vf.req("projector_input_dim")), int(vf.req("projector_output_dim"))
+    return inner * p_in + p_in * p_out + int(vf.opt("vision_output_dim", p_out)) * text_hidden
+
+
 def _vision(f: _Fields, kind: str) -> VisionTower | None:
     v = f.opt("vision_config", None)
     if not isinstance(v, Mapping):
         return None
     vf = _Fields(v, f"{kind} vision_config")
     text_hidden = int(_Fields(f.req("text_config"), kind).req("hidden_size"))
-    vh = int(vf.req("hidden_size"))
-    # Gemma 3: input projection (vision -> text) and an RMSNorm on the vision side.
-    projector = vh * text_hidden + vh if kind == "gemma3" else vf.opt("projector_output_dim", 0)
+    llama4 = kind == "llama4"
     return VisionTower(
-        hidden_size=vh,
+        hidden_size=int(vf.req("hidden_size")),
         intermediate_size=int(vf.req("intermediate_size")),
         num_layers=int(vf.req("num_hidden_layers")),
         patch_size=int(vf.req("patch_size")),
         image_size=int(vf.req("image_size")),
         num_channels=int(vf.opt("num_channels", 3)),
-        class_token=kind == "llama4",
-        projector_params=int(projector),
+        class_token=llama4,
+        patch_bias=not llama4,
+        pre_norm=llama4,
+        projector_params=_vision_projector(kind, vf, text_hidden),
     )
 
 

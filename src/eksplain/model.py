@@ -85,7 +85,9 @@ class VisionTower:
     image_size: int
     num_channels: int = 3
     class_token: bool = False
-    projector_params: int = 0
+    patch_bias: bool = True
+    pre_norm: bool = False
+    projector_params: int = 0  # adapter and projection into the text model
 
 
 @dataclass(frozen=True)
@@ -255,9 +257,11 @@ def _vision_params(v: VisionTower | None) -> int:
         return 0
     h, i = v.hidden_size, v.intermediate_size
     positions = (v.image_size // v.patch_size) ** 2 + v.class_token
-    embed = v.num_channels * v.patch_size**2 * h + h + positions * h + h * v.class_token
+    embed = v.num_channels * v.patch_size**2 * h + h * v.patch_bias + positions * h
+    embed += h * v.class_token
     per_layer = 4 * (h * h + h) + 2 * h * i + i + h + 2 * 2 * h
-    return embed + v.num_layers * per_layer + 2 * h + v.projector_params
+    norms = 2 * h * (2 if v.pre_norm else 1)
+    return embed + v.num_layers * per_layer + norms + v.projector_params
 
 
 def _other_params(arch: Architecture) -> int:

@@ -1,0 +1,176 @@
+"""Memory per device: exact where the maths is exact, each value worked by hand in comments."""
+
+import pytest
+
+from eksplain.calibration import load_calibration
+from eksplain.catalog import find_model, load_models
+from eksplain.errors import InputError
+from eksplain.memory import (
+    ServingConfig,
+    TrainingConfig,
+    kv_bytes_for_sequence,
+    kv_bytes_per_token,
+    lora_parameters,
+    serving_memory,
+    training_memory,
+    weight_bytes,
+)
+from eksplain.parallel import Parallelism, stage_layers
+from eksplain.units import GIB
+
+CAL = load_calibration()
+ENTRIES = load_models()
+
+
+def model(name: str):  # type: ignore[no-untyped-def]
+    return find_model(ENTRIES, name).model
+
+
+def test_issue_example_llama31_8b_h100() -> None:
+    # Weights: 8,030,261,248 x 2 bytes = 16,060,522,496 B = 14.96 GiB.
+    # KV: 32 layers x 2 (K, V) x 8 heads x 128 x 2 B = 131,072 B per token;
+    #     x 4096 tokens x 32 sequences = 16 GiB exactly.
+    m = model("meta-llama/Llama-3.1-8B")
+    cfg = ServingConfig(batch=32, seq_len=4096)
+    mem = serving_memory(m, 80 * GIB, cfg, CAL)
+    assert mem.breakdown.weights_bytes == 16_060_522_496
+    assert round(mem.breakdown.weights_bytes / GIB, 2) == 14.96
+    assert mem.breakdown.kv_cache_bytes == 16 * GIB
+    assert mem.kv.bytes_per_token == 131_072
+
+
+def test_kv_per_token_gqa_mqa_mla() -> None:
+    # Llama-3.1-70B: 80 layers x 2 x 8 KV heads x 128 x 2 B = 327,680 B (not 2.6 MB as MHA).
+    assert kv_bytes_per_token(model("llama-3.1-70b").architecture, 16) == 327_680
+    # DeepSeek-V3 MLA: 61 layers x (512 latent + 64 rope) x 2 B = 70,272 B.
+    assert kv_bytes_per_token(model("deepseek-ai/DeepSeek-V3").architecture, 16) == 70_272
+    # fp8 KV halves it.
+    assert kv_bytes_per_token(model("llama-3.1-70b").architecture, 8) == 163_840
+
+
+def test_kv_heads_replicate_when_tp_exceeds_them() -> None:
+    arch = model("llama-3.1-70b").architecture  # 8 KV heads
+    tp8 = kv_bytes_per_token(arch, 16, Parallelism(tp=8))
+    tp16 = kv_bytes_per_token(arch, 16, Parallelism(tp=16))
+    assert tp8 == 327_680 // 8  # one KV head per rank
+    assert tp16 == tp8  # still one (replicated) head per rank, not half a head
+
+
+def test_sliding_window_layers_keep_their_window() -> None:
+    # Gemma-2-9B: 42 layers, half with a 4096-token window, 8 KV heads of 256.
+    arch = model("google/gemma-2-9b-it").architecture
+    per_layer_token = 2 * 8 * 256 * 2
+    long = kv_bytes_for_sequence(arch, 16, 8192)
+    assert long == 21 * 8192 * per_layer_token + 21 * 4096 * per_layer_token
+
+
+def test_quantized_weight_formats() -> None:
+    m = model("meta-llama/Llama-3.1-8B")
+    bf16 = weight_bytes(m, CAL.format("bf16"))
+    awq = weight_bytes(m, CAL.format("awq"))
+    nf4 = weight_bytes(m, CAL.format("nf4"))
+    # Projection matrices: 8,030,261,248 - 2 x 525,336,576 (embeddings) - 266,240 (norms)
+    # = 6,979,321,856. AWQ: 4 bits + (16 + 4) bits per 128 = 4.15625 bits each.
+    # Embedding and LM head stay bf16.
+    matrices = 6_979_321_856
+    small = 8_030_261_248 - matrices
+    assert awq == small * 2 + matrices * 4.15625 / 8
+    # NF4 with double quantisation: 4 + 8/64 + 32/(64 x 256) = 4.126953125 bits.
+    assert nf4 == pytest.approx(small * 2 + matrices * 4.126953125 / 8, abs=8)
+    assert bf16 == 8_030_261_248 * 2
+
+
+def test_tensor_and_pipeline_parallel_weights() -> None:
+    m = model("meta-llama/Llama-3.1-8B")
+    fmt = CAL.format("bf16")
+    tp2 = weight_bytes(m, fmt, Parallelism(tp=2))
+    # Everything shards over TP except the norms (266,240 elements) that every rank keeps.
+    assert tp2 == (8_030_261_248 - 266_240) + 266_240 * 2
+    # 32 layers over 3 stages: 10 each, the two extra layers go to the stages before the last
+    # (which holds the LM head), as vLLM's get_pp_indices does.
+    assert stage_layers(32, 3) == [range(0, 11), range(11, 22), range(22, 32)]
+
+
+def test_engine_pool_and_capacity() -> None:
+    # vLLM: pool = 0.9 x visible - weights - activation peak - non-torch memory.
+    m = model("meta-llama/Llama-3.1-8B")
+    mem = serving_memory(m, 80 * GIB, ServingConfig(seq_len=8192), CAL)
+    expected_pool = round(80 * GIB * 0.9) - mem.breakdown.weights_bytes - (
+        mem.breakdown.activations_bytes) - mem.non_torch_bytes
+    assert mem.kv.pool_bytes == expected_pool
+    assert mem.kv.blocks == expected_pool // (131_072 * 16)
+    assert mem.kv.capacity_tokens == mem.kv.blocks * 16
+    assert mem.kv.max_concurrency == pytest.approx(mem.kv.capacity_tokens / 8192)
+
+
+def test_does_not_fit_is_reported() -> None:
+    m = model("llama-3.1-70b")
+    mem = serving_memory(m, 80 * GIB, ServingConfig(), CAL)
+    assert not mem.fits
+    assert mem.kv.pool_bytes == 0
+
+
+def test_invalid_parallelism_lists_valid_choices() -> None:
+    m = model("meta-llama/Llama-3.1-8B")
+    with pytest.raises(InputError, match=r"valid --tp values: 1, 2, 4, 8"):
+        serving_memory(m, 80 * GIB, ServingConfig(parallel=Parallelism(tp=3)), CAL, 8)
+    with pytest.raises(InputError, match="needs more devices"):
+        serving_memory(m, 80 * GIB, ServingConfig(parallel=Parallelism(tp=4)), CAL, 2)
+    with pytest.raises(InputError, match="EP=3"):
+        serving_memory(model("mixtral-8x7b"), 80 * GIB,
+                       ServingConfig(parallel=Parallelism(ep=3)), CAL, 8)
+
+
+def _states(cfg: TrainingConfig, devices: int) -> int:
+    mem = training_memory(model("meta-llama/Llama-3.1-8B"), 80 * GIB, cfg, CAL, devices).breakdown
+    return mem.weights_bytes + mem.gradients_bytes + mem.optimizer_states_bytes
+
+
+def test_zero_stages_follow_deepspeed() -> None:
+    p = 8_030_261_248
+    par = Parallelism(dp=8)
+    # ZeRO-2 (DeepSpeed estimator): 4 bytes/param on every rank + 16 bytes/param / N.
+    assert _states(TrainingConfig(zero=2, parallel=par), 8) == pytest.approx(4 * p + 16 * p / 8)
+    # ZeRO-3: 18 bytes/param / N.
+    assert _states(TrainingConfig(zero=3, parallel=par), 8) == pytest.approx(18 * p / 8)
+    # No sharding, PyTorch AMP: fp32 weights, fp32 grads, two fp32 moments = 16 bytes/param.
+    assert _states(TrainingConfig(parallel=par), 8) == pytest.approx(16 * p)
+    # FSDP full sharding: the same 16 bytes, all sharded.
+    assert _states(TrainingConfig(fsdp="full", parallel=par), 8) == pytest.approx(16 * p / 8)
+
+
+def test_hybrid_sharding_stays_inside_a_node() -> None:
+    p = 8_030_261_248
+    cfg = TrainingConfig(fsdp="hybrid", parallel=Parallelism(dp=32), devices_per_node=8)
+    assert _states(cfg, 32) == pytest.approx(16 * p / 8)
+
+
+def test_lora_adapter_parameters() -> None:
+    # Llama-3.1-8B, r=16, all seven projections: per layer
+    # 16 x [(4096+4096) + 2 x (4096+1024) + (4096+4096) + 2 x (4096+14336) + (14336+4096)]
+    # = 16 x 81,920 = 1,310,720; x 32 layers = 41,943,040.
+    arch = model("meta-llama/Llama-3.1-8B").architecture
+    assert lora_parameters(arch, 16, ("q", "k", "v", "o", "gate", "up", "down")) == 41_943_040
+
+
+def test_recomputation_lowers_activations() -> None:
+    m = model("meta-llama/Llama-3.1-8B")
+    acts = {
+        mode: training_memory(m, 80 * GIB, TrainingConfig(recompute=mode, seq_len=4096), CAL)
+        .breakdown.activations_bytes
+        for mode in ("none", "selective", "full")
+    }
+    assert acts["none"] > acts["selective"] > acts["full"]
+    # Full recomputation keeps each layer's input: 32 layers x 4096 tokens x 4096 x 2 B = 1 GiB,
+    # plus one layer rebuilt and the logits (4096 x 128256 x 14 B).
+    logits = 4096 * 128256 * 14
+    assert acts["full"] - logits > 1 * GIB
+
+
+def test_flash_attention_removes_the_quadratic_term() -> None:
+    m = model("meta-llama/Llama-3.1-8B")
+    flash = training_memory(m, 80 * GIB, TrainingConfig(seq_len=8192), CAL).breakdown
+    eager = training_memory(m, 80 * GIB, TrainingConfig(seq_len=8192, flash_attention=False),
+                            CAL).breakdown
+    # 32 layers x 8192 tokens x 4 x 32 heads x 8192 B = 256 GiB of attention scores.
+    assert eager.activations_bytes - flash.activations_bytes == 32 * 8192 * 4 * 32 * 8192

@@ -1,0 +1,78 @@
+"""Exact parameter counts from architecture, checked against hand arithmetic."""
+
+import pytest
+
+from eksplain.errors import InputError
+from eksplain.hfconfig import architecture_from_config
+from eksplain.model import count_parameters
+
+from .conftest import LLAMA31_8B_CONFIG
+
+
+def test_llama31_8b_is_exact() -> None:
+    # 2 x 128256 x 4096 (untied embedding and LM head)
+    # + 32 x [4096 x (4096 + 2 x 1024 + 4096)  q, k, v, o
+    #        + 3 x 4096 x 14336                 gate, up, down
+    #        + 2 x 4096]                        two RMSNorms
+    # + 4096 final norm = 8,030,261,248 (HF safetensors total_size 16,060,522,496 / 2)
+    params = count_parameters(architecture_from_config(LLAMA31_8B_CONFIG))
+    assert params.total == 8_030_261_248
+    assert params.active == params.total
+    assert params.lm_head == 128256 * 4096
+
+
+def test_tied_embeddings_are_counted_once() -> None:
+    tied = {**LLAMA31_8B_CONFIG, "tie_word_embeddings": True}
+    untied = count_parameters(architecture_from_config(LLAMA31_8B_CONFIG)).total
+    assert untied - count_parameters(architecture_from_config(tied)).total == 128256 * 4096
+
+
+def test_moe_active_parameters() -> None:
+    # Mixtral 8x7B: each of 32 layers has 8 experts of 3 x 4096 x 14336; a token uses 2.
+    # Idle: 32 x 6 x 176,160,768 = 33,822,867,456.
+    config = {**LLAMA31_8B_CONFIG, "model_type": "mixtral", "vocab_size": 32000,
+              "num_local_experts": 8, "num_experts_per_tok": 2}
+    params = count_parameters(architecture_from_config(config))
+    assert params.total == 46_702_792_704
+    assert params.total - params.active == 33_822_867_456
+
+
+def test_gpt2_and_bert_small_models() -> None:
+    gpt2 = {"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12,
+            "n_positions": 1024, "vocab_size": 50257}
+    # 50257 x 768 + 1024 x 768 + 12 x (4 x 768^2 + 4 x 768 + 2 x 768 x 3072 + 3072 + 768
+    # + 4 x 768) + 2 x 768 = 124,439,808 (GPT2Model.num_parameters())
+    assert count_parameters(architecture_from_config(gpt2)).total == 124_439_808
+    bert = {"model_type": "bert", "hidden_size": 768, "num_hidden_layers": 12,
+            "num_attention_heads": 12, "intermediate_size": 3072, "vocab_size": 30522,
+            "max_position_embeddings": 512, "type_vocab_size": 2}
+    assert count_parameters(architecture_from_config(bert)).total == 109_482_240
+
+
+def test_mla_layer_counts() -> None:
+    # DeepSeek-V3 attention per layer: q_a 7168 x 1536 + norm 1536 + q_b 1536 x 128 x 192
+    # + kv_a 7168 x (512 + 64) + norm 512 + kv_b 512 x 128 x (128 + 128) + o 128 x 128 x 7168
+    config = {"model_type": "deepseek_v3", "hidden_size": 7168, "intermediate_size": 18432,
+              "num_hidden_layers": 1, "num_attention_heads": 128, "num_key_value_heads": 128,
+              "vocab_size": 129280, "q_lora_rank": 1536, "kv_lora_rank": 512,
+              "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128,
+              "moe_intermediate_size": 2048, "n_routed_experts": 256, "n_shared_experts": 1,
+              "num_experts_per_tok": 8, "first_k_dense_replace": 3}
+    arch = architecture_from_config(config)
+    layer = count_parameters(arch).layers[0]
+    attention = layer.attn_q_o + layer.attn_kv + layer.attn_replicated
+    assert attention == (7168 * 1536 + 1536 + 1536 * 128 * 192 + 7168 * 576 + 512
+                         + 512 * 128 * 256 + 128 * 128 * 7168)
+    assert layer.mlp == 3 * 7168 * 18432  # layer 0 is one of the first three dense layers
+
+
+def test_missing_field_is_named() -> None:
+    config = {k: v for k, v in LLAMA31_8B_CONFIG.items() if k != "num_attention_heads"}
+    with pytest.raises(InputError, match="num_attention_heads"):
+        architecture_from_config(config)
+
+
+def test_unsupported_model_type_suggests() -> None:
+    with pytest.raises(InputError, match="Unsupported model_type") as err:
+        architecture_from_config({**LLAMA31_8B_CONFIG, "model_type": "lama"})
+    assert "llama" in err.value.suggestions

@@ -76,7 +76,8 @@ def accelerators(rows: list[dict[str, str]]) -> list[dict[str, str]]:
             "architecture": r["architecture"],
             "compute_capability": r["compute_capability"],
             "memory_bytes": _memory_bytes(r),
-            "memory_published": f"{r['memory_capacity']} {r['memory_capacity_unit']} {r['memory_type']}",
+            "memory_published": " ".join(
+                (r["memory_capacity"], r["memory_capacity_unit"], r["memory_type"])),
             "memory_bandwidth_gb_per_s": r["memory_bandwidth_gbps"],
             "fp32_tflops": r["fp32_tflops"],
             "tf32_tflops": r["tf32_dense_tflops"],

@@ -162,8 +162,9 @@ def _weight_format(req: EstimateRequest, model: Model) -> str:
 
 
 def _parallelism(req: EstimateRequest, devices: int) -> Parallelism:
-    if req.task == "inference":
-        return Parallelism(tp=req.tp, pp=req.pp, dp=req.dp or 1, cp=req.cp, ep=req.ep)
+    if req.task == "inference":  # DP = replicas that the given devices hold
+        dp = req.dp or max(devices // (req.tp * req.pp * req.cp), 1)
+        return Parallelism(tp=req.tp, pp=req.pp, dp=dp, cp=req.cp, ep=req.ep)
     dp = req.dp or max(devices // (req.tp * req.pp * req.cp), 1)
     return Parallelism(tp=req.tp, pp=req.pp, dp=dp, cp=req.cp, ep=req.ep)
 
@@ -253,6 +254,7 @@ def models() -> tuple[ModelEntry, ...]:
 class HardwareRow:
     instance: InstanceType
     accelerator_memory_bytes: int
+    accelerator_label: str  # the short name Karpenter labels nodes with (h100, l40s, inferentia2)
     offering: Offering | None
 
 
@@ -264,9 +266,10 @@ def hardware(family: str | None = None, min_memory: str | None = None) -> list[H
     acc = {a.id: a for a in catalog.accelerators}
     rows = []
     for inst in filter_instances(catalog, family, minimum):
-        memory = acc[inst.accelerator_id].memory_bytes * inst.accelerator_count if (
-            inst.accelerator_id) else 0
-        rows.append(HardwareRow(inst, memory, offering_for(catalog, inst.name)))
+        chip = acc.get(inst.accelerator_id or "")
+        memory = chip.memory_bytes * inst.accelerator_count if chip else 0
+        label = chip.karpenter_label if chip else ""
+        rows.append(HardwareRow(inst, memory, label, offering_for(catalog, inst.name)))
     return rows
 
 

@@ -292,11 +292,15 @@ def _opt(f: _Fields) -> Architecture:
 
 
 def _bloom(f: _Fields) -> Architecture:
-    h, heads = int(f.opt("hidden_size", f.opt("n_embed", 0))), int(f.req("n_head"))
-    if not h:
-        f.req("hidden_size")
+    """BLOOM: ALiBi positions, LayerNorm after the embedding, 4h GeLU MLP, tied head.
+
+    Hub configs spell the width ``n_embed`` and the heads ``num_attention_heads``; configs that
+    transformers saves use ``hidden_size`` and ``n_head``; both are read.
+    """
+    h = int(f.req("hidden_size", "n_embed"))
+    heads = int(f.req("n_head", "num_attention_heads"))
     return Architecture(
-        model_type="bloom", hidden_size=h, num_layers=int(f.req("n_layer")),
+        model_type="bloom", hidden_size=h, num_layers=int(f.req("n_layer", "num_hidden_layers")),
         vocab_size=int(f.req("vocab_size")), max_context=int(f.opt("seq_length", 2048)),
         attention=Attention(heads, heads, h // heads, qkv_bias=True, out_bias=True),
         ffn=FeedForward(4 * h, gated=False, bias=True),

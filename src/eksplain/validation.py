@@ -331,7 +331,7 @@ def _summary(report: Report) -> dict[str, Any]:
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def render_markdown(report: Report) -> str:

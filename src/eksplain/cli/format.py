@@ -45,11 +45,16 @@ def estimate_table(est: Estimate) -> Table:
 def estimate_summary(est: Estimate) -> list[str]:
     req, par, m = est.request, est.parallel, est.memory
     acc = est.choice.accelerator
-    where = est.choice.instance.name if est.choice.instance else acc.id
+    where = f" ({est.choice.instance.name})" if est.choice.instance else ""
+    split = f"TP={par.tp} PP={par.pp}" + (f" EP={par.ep}" if par.ep > 1 else "") + (
+        f" CP={par.cp}" if par.cp > 1 else "")
+    if req.task == "inference":
+        what = f"serving with {req.engine}, weights {est.weight_format}, {split}, " \
+               f"{par.dp} replica{'s' if par.dp > 1 else ''}"
+    else:
+        what = f"training ({req.method}), precision {req.precision}, {split} DP={par.dp}"
     lines = [
-        f"[bold]{est.model.id}[/bold] on {est.choice.devices} x {acc.id} ({where}): "
-        f"{req.task}, weights {est.weight_format}, TP={par.tp} PP={par.pp} DP={par.dp}"
-        + (f" EP={par.ep}" if par.ep > 1 else "") + (f" CP={par.cp}" if par.cp > 1 else ""),
+        f"[bold]{est.model.id}[/bold] on {est.choice.devices} x {acc.id}{where}: {what}",
         f"parameters: {est.model.params.total:,} total, {est.model.params.active:,} active",
     ]
     verdict = "[green]fits[/green]" if est.fits else "[red]does not fit[/red]"
@@ -71,17 +76,19 @@ def estimate_summary(est: Estimate) -> list[str]:
 
 
 def hardware_table(rows: list[HardwareRow]) -> Table:
-    table = Table(title="Instance types (prices: us-east-1 on-demand)", title_justify="left")
-    for col in ("instance", "accelerator", "count", "accel. memory", "vCPU", "memory",
-                "EFA", "$/hour", "price date"):
-        table.add_column(col, justify="right" if col in ("count", "vCPU", "$/hour") else "left")
+    dates = sorted({r.offering.price_date for r in rows if r.offering})
+    title = "Instance types; $/hour: us-east-1 on-demand" + (
+        f" ({', '.join(dates)})" if dates else "")
+    table = Table(title=title, title_justify="left")
+    for col in ("instance", "accel", "n", "accel GiB", "vCPU", "mem GiB", "EFA", "$/hour"):
+        table.add_column(col, justify="left" if col in ("instance", "accel") else "right")
     for row in rows:
         inst, off = row.instance, row.offering
         table.add_row(
-            inst.name, inst.accelerator_id or "-", str(inst.accelerator_count),
-            format_bytes(row.accelerator_memory_bytes) if row.accelerator_memory_bytes else "-",
-            str(inst.vcpus), format_bytes(inst.memory_bytes), str(inst.efa_interfaces or "-"),
-            f"{off.price_usd_per_hour:.3f}" if off else "unknown", off.price_date if off else "",
+            inst.name, row.accelerator_label or "-", str(inst.accelerator_count or "-"),
+            f"{row.accelerator_memory_bytes / GIB:.0f}" if row.accelerator_memory_bytes else "-",
+            str(inst.vcpus), f"{inst.memory_bytes / GIB:.0f}", str(inst.efa_interfaces or "-"),
+            f"{off.price_usd_per_hour:.3f}" if off else "unknown",
         )
     return table
 

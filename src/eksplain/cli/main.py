@@ -34,7 +34,8 @@ def _console() -> Console:
 
 
 def _fail(message: str) -> None:
-    Console(stderr=True, highlight=False).print(f"[red]error:[/red] {message}")
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[red]error:[/red] {message}", markup=True)
     raise typer.Exit(EXIT_USER_ERROR)
 
 

@@ -1,0 +1,89 @@
+"""The command line through CliRunner: output, JSON contract, clean errors with exit code 2."""
+
+import json
+
+from typer.testing import CliRunner
+
+from eksplain.cli.main import app
+
+ESTIMATE = ["estimate", "meta-llama/Llama-3.1-8B", "--hardware", "h100-80gb", "--task",
+            "inference", "--batch", "32", "--seq-len", "4096"]
+
+
+def test_estimate_issue_example_json(runner: CliRunner) -> None:
+    result = runner.invoke(app, [*ESTIMATE, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["model"]["params_total"] == 8_030_261_248
+    assert data["model"]["params_active"] == 8_030_261_248
+    mem = data["memory_per_device"]
+    assert round(mem["weights_bytes"] / 2**30, 2) == 14.96
+    assert round(mem["kv_cache_bytes"] / 2**30, 2) == 16.00
+    keys = {"weights_bytes", "kv_cache_bytes", "activations_bytes", "gradients_bytes",
+            "optimizer_states_bytes", "overhead_bytes", "total_bytes"}
+    assert keys <= set(mem)
+    assert all(isinstance(mem[k], int) for k in keys)
+    assert mem["total_bytes"] == sum(mem[k] for k in keys - {"total_bytes"})
+    assert data["hardware"]["id"] == "nvidia-h100-sxm5-80gb"
+    assert data["hardware"]["devices"] == 1
+    assert isinstance(data["fits"], bool)
+    assert {"bytes_per_token", "capacity_tokens", "max_concurrency"} <= set(data["kv_cache"])
+
+
+def test_same_input_same_bytes(runner: CliRunner) -> None:
+    first = runner.invoke(app, [*ESTIMATE, "--json"]).output
+    assert runner.invoke(app, [*ESTIMATE, "--json"]).output == first
+
+
+def test_estimate_table(runner: CliRunner) -> None:
+    result = runner.invoke(app, ESTIMATE)
+    assert result.exit_code == 0
+    assert "14.96" in result.output
+    assert "16.00" in result.output
+    assert "fits" in result.output
+
+
+def test_training_estimate(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["estimate", "llama-3.1-8b", "--hardware", "p5.48xlarge",
+                                 "--task", "training", "--fsdp", "full", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["parallelism"]["dp"] == 8
+    assert data["memory_per_device"]["optimizer_states_bytes"] > 0
+    assert "kv_cache" not in data
+
+
+def test_user_errors_exit_2_without_traceback(runner: CliRunner) -> None:
+    cases = [
+        (["estimate", "llama-3.1-8", "--hardware", "h100"], "Did you mean"),
+        (["estimate", "llama-3.1-8b", "--hardware", "h10"], "Unknown accelerator"),
+        (["estimate", "llama-3.1-8b", "--hardware", "h100", "--devices", "8", "--tp", "3"],
+         "valid --tp values"),
+        (["estimate", "llama-3.1-8b", "--hardware", "h100", "--batch", "0"], "--batch"),
+        (["estimate", "llama-3.1-8b", "--hardware", "h100", "--task", "trainin"], "--task"),
+        (["estimate", "mixtral-8x7b", "--hardware", "p5.48xlarge", "--ep", "3"], "EP=3"),
+        (["hardware", "--family", "g7x"], "Unknown instance family"),
+        (["hardware", "--min-memory", "lots"], "as a size"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_hardware_and_models_json(runner: CliRunner) -> None:
+    hw = json.loads(runner.invoke(app, ["hardware", "--family", "p5", "--json"]).output)
+    p5 = next(r for r in hw if r["instance_type"] == "p5.48xlarge")
+    assert p5["allocatable"]["extended_resources"]["nvidia.com/gpu"] == 8
+    assert p5["offering"]["price_usd_per_hour"] > 0
+    models = json.loads(runner.invoke(app, ["models", "--json"]).output)
+    assert len(models) >= 60
+    assert all(m["params_total"] > 0 for m in models)
+
+
+def test_validate_command(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["validate", "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert data["summary"]["weights"]["cases"] >= 5

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
-import yaml
-
+from eksplain.datafiles import read_yaml
 from eksplain.errors import InputError, suggest
 from eksplain.units import GIB
 
@@ -154,17 +152,11 @@ def _format(name: str, row: dict[str, Any]) -> QuantFormat:
     )
 
 
-def _read_yaml(name: str) -> dict[str, Any]:
-    text = resources.files("eksplain.data").joinpath(name).read_text(encoding="utf-8")
-    data: dict[str, Any] = yaml.safe_load(text)
-    return data
-
-
 @functools.cache
 def load_calibration() -> Calibration:
     """The packaged calibration (read once; values are immutable)."""
-    cal = _read_yaml("calibration.yaml")
-    formats = _read_yaml("quantization.yaml")["formats"]
+    cal = read_yaml("calibration.yaml")
+    formats = read_yaml("quantization.yaml")["formats"]
     t = cal["training"]
     return Calibration(
         visible_memory_bytes=tuple(

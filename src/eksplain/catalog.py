@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from eksplain.datafiles import data_files, read_yaml
 from eksplain.errors import CatalogError, InputError, suggest
 from eksplain.hfconfig import architecture_from_config, read_config_dir
 from eksplain.model import Architecture, ParamCount, count_parameters
@@ -115,12 +113,9 @@ def _entry(row: dict[str, Any]) -> ModelEntry:
 @functools.cache
 def load_models() -> tuple[ModelEntry, ...]:
     """All bundled catalogue entries, sorted by id (read once; values are immutable)."""
-    folder = resources.files("eksplain.data").joinpath("models")
     entries: list[ModelEntry] = []
-    for item in sorted(folder.iterdir(), key=lambda p: p.name):
-        if item.name.endswith(".yaml"):
-            rows = yaml.safe_load(item.read_text(encoding="utf-8")) or []
-            entries.extend(_entry(row) for row in rows)
+    for name in data_files("models"):
+        entries.extend(_entry(row) for row in read_yaml(name) or [])
     return tuple(sorted(entries, key=lambda e: e.model.id.lower()))
 
 

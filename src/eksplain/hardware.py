@@ -11,14 +11,11 @@ Query functions take the catalogue as an argument, so tests can pass a four-row 
 
 from __future__ import annotations
 
-import csv
 import functools
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
-import yaml
-
+from eksplain.datafiles import read_csv, read_yaml
 from eksplain.errors import CatalogError, InputError, suggest
 from eksplain.units import GB, GIB, MIB
 
@@ -150,11 +147,6 @@ class HardwareChoice:
 # Loading
 
 
-def _read_csv(name: str) -> list[dict[str, str]]:
-    text = resources.files("eksplain.data").joinpath(name).read_text(encoding="utf-8")
-    return list(csv.DictReader(text.splitlines()))
-
-
 def _float(cell: str) -> float | None:
     return float(cell) if cell.strip() else None
 
@@ -265,12 +257,10 @@ def _cpu_offerings(rows: list[dict[str, str]]) -> list[Offering]:
 @functools.cache
 def load_catalog() -> HardwareCatalog:
     """The packaged hardware catalogue (read once; values are immutable)."""
-    rules = yaml.safe_load(
-        resources.files("eksplain.data").joinpath("kubernetes.yaml").read_text(encoding="utf-8")
-    )
-    cpu_rows = _read_csv("cpu_instances.csv")
+    rules = read_yaml("kubernetes.yaml")
+    cpu_rows = read_csv("cpu_instances.csv")
     # Rows without node facts (p6e-gb200 is sold as UltraServers only) are not schedulable nodes.
-    instances = [_instance(r, rules) for r in _read_csv("instances.csv") if r["vcpus"]]
+    instances = [_instance(r, rules) for r in read_csv("instances.csv") if r["vcpus"]]
     instances += [_instance(_cpu_instance_row(r), rules) for r in cpu_rows]
     offerings = [
         Offering(
@@ -281,10 +271,10 @@ def load_catalog() -> HardwareCatalog:
             price_date=r["price_date"],
             source=r["source"],
         )
-        for r in _read_csv("offerings.csv")
+        for r in read_csv("offerings.csv")
     ]
     return HardwareCatalog(
-        accelerators=tuple(_accelerator(r) for r in _read_csv("accelerators.csv")),
+        accelerators=tuple(_accelerator(r) for r in read_csv("accelerators.csv")),
         instances=tuple(sorted(instances, key=lambda i: i.name)),
         offerings=tuple(offerings + _cpu_offerings(cpu_rows)),
     )

@@ -11,12 +11,10 @@ import dataclasses
 import functools
 import json
 from collections.abc import Callable, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from eksplain.datafiles import read_yaml
 from eksplain.errors import InputError, suggest
 from eksplain.model import Architecture, Attention, Experts, FeedForward, VisionTower
 
@@ -419,8 +417,7 @@ SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_BUILDERS))
 
 @functools.cache
 def _class_defaults() -> dict[str, dict[str, Any]]:
-    text = resources.files("eksplain.data").joinpath("config_defaults.yaml").read_text("utf-8")
-    return {k: v["defaults"] for k, v in yaml.safe_load(text).items()}
+    return {k: v["defaults"] for k, v in read_yaml("config_defaults.yaml").items()}
 
 
 def _with_defaults(config: Config) -> dict[str, Any]:

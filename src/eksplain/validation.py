@@ -12,13 +12,11 @@ from __future__ import annotations
 import functools
 import statistics
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
-
-import yaml
 
 from eksplain.calibration import Calibration, load_calibration
 from eksplain.catalog import Model, load_models, resolve_model
+from eksplain.datafiles import data_files, read_yaml
 from eksplain.errors import EksplainError
 from eksplain.hardware import find_accelerator, load_catalog
 from eksplain.memory import (
@@ -113,11 +111,9 @@ class Report:
 
 
 def _reference_rows() -> list[dict[str, Any]]:
-    folder = resources.files("eksplain.data").joinpath("reference")
     rows: list[dict[str, Any]] = []
-    for item in sorted(folder.iterdir(), key=lambda p: p.name):
-        if item.name.startswith("memory") and item.name.endswith(".yaml"):
-            rows.extend(yaml.safe_load(item.read_text("utf-8")) or [])
+    for name in data_files("reference", prefix="memory"):
+        rows.extend(read_yaml(name) or [])
     return rows
 
 

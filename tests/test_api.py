@@ -10,7 +10,7 @@ def test_all_is_complete_and_importable() -> None:
     public = {n for n in dir(eksplain) if not n.startswith("_")} - {"api", "errors", "units",
                                                                      "cli"}
     modules = {"calibration", "catalog", "hardware", "hfconfig", "memory", "model", "parallel",
-               "validation", "data"}
+               "validation", "data", "datafiles"}
     assert public - modules <= set(eksplain.__all__)
     for name in api.__all__:
         assert hasattr(api, name), name

@@ -76,3 +76,8 @@ def test_unsupported_model_type_suggests() -> None:
     with pytest.raises(InputError, match="Unsupported model_type") as err:
         architecture_from_config({**LLAMA31_8B_CONFIG, "model_type": "lama"})
     assert "llama" in err.value.suggestions
+
+
+def test_wrong_field_type_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="wrong type"):
+        architecture_from_config({**LLAMA31_8B_CONFIG, "hidden_size": "wide"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from eksplain.datafiles import read_yaml
 from eksplain.errors import InputError, suggest
@@ -96,24 +96,29 @@ class Calibration:
         return measured if measured else round(physical_bytes * self.default_visible_fraction)
 
     def engine(self, name: str) -> EngineCalibration:
-        for engine in self.engines:
-            if engine.name == name:
-                return engine
-        names = [e.name for e in self.engines]
-        raise InputError(
-            f"Unknown serving engine {name!r}.", hint="use one of " + ", ".join(names),
-            suggestions=suggest(name, names),
-        )
+        return _by_name(self.engines, name, "serving engine")
 
     def format(self, name: str) -> QuantFormat:
-        for fmt in self.formats:
-            if fmt.name == name:
-                return fmt
-        names = [f.name for f in self.formats]
-        raise InputError(
-            f"Unknown weight format {name!r}.", hint="use one of " + ", ".join(names),
-            suggestions=suggest(name, names),
-        )
+        return _by_name(self.formats, name, "weight format")
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Named)
+
+
+def _by_name(items: tuple[N, ...], name: str, what: str) -> N:
+    for item in items:
+        if item.name == name:
+            return item
+    names = [i.name for i in items]
+    raise InputError(
+        f"Unknown {what} {name!r}.", hint="use one of " + ", ".join(names),
+        suggestions=suggest(name, names),
+    )
 
 
 def _gib(value: Any) -> int:

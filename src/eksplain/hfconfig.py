@@ -443,7 +443,13 @@ def architecture_from_config(config: Config) -> Architecture:
             hint="supported: " + ", ".join(SUPPORTED_MODEL_TYPES),
             suggestions=suggest(str(model_type), SUPPORTED_MODEL_TYPES),
         )
-    return builder(_Fields(config, str(model_type)))
+    try:
+        return builder(_Fields(config, str(model_type)))
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"config.json for model_type {model_type!r} has a field of the wrong type ({exc}).",
+            hint="sizes and counts must be integers",
+        ) from exc
 
 
 def read_config_dir(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:

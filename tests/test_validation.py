@@ -1,4 +1,6 @@
-"""The reference set holds every prediction to its tolerance, and docs/accuracy.md is current."""
+"""The reference set holds every prediction to its tolerance, and the group targets hold."""
+
+import statistics
 
 import pytest
 
@@ -8,9 +10,10 @@ REPORT = run()
 TARGETS = [o for o in REPORT.outcomes if o.status in ("ok", "miss", "known miss")]
 
 
-def test_reference_set_is_large_and_cited() -> None:
-    cases = load_cases()
-    assert len([c for c in cases if not c.exclude]) >= 30
+@pytest.mark.parametrize(("prefix", "minimum"), [("memory", 30), ("speed", 25)])
+def test_reference_sets_are_large_and_cited(prefix: str, minimum: int) -> None:
+    cases = load_cases(prefix)
+    assert len([c for c in cases if not c.exclude]) >= minimum
     for case in cases:
         assert case.source.startswith("http"), case.id
         assert case.quote, case.id
@@ -34,14 +37,28 @@ def test_every_exclusion_and_miss_has_a_reason() -> None:
         assert len(outcome.case.known_miss) > 20, outcome.case.id
 
 
-def test_group_targets() -> None:
-    # Issue targets: weights within 2%; training peaks within 10% median and 20% worst among
-    # the cases that are not known misses.
-    weights = [o for o in TARGETS if o.case.quantity == "weights"]
-    assert len(weights) >= 5
-    assert max(abs(o.error or 0) for o in weights) <= TOLERANCES["weights"]
-    training = [o for o in TARGETS if o.case.kind == "training" and not o.case.known_miss]
-    assert len(training) >= 10
-    errors = sorted(abs(o.error or 0) for o in training)
-    assert errors[len(errors) // 2] <= 0.10
-    assert errors[-1] <= 0.20
+def _errors(quantities: tuple[str, ...]) -> list[float]:
+    return sorted(abs(o.error or 0) for o in TARGETS
+                  if o.case.quantity in quantities and not o.case.known_miss)
+
+
+@pytest.mark.parametrize(
+    ("quantities", "median", "worst", "minimum"),
+    [
+        (("weights",), 0.02, TOLERANCES["weights"], 5),
+        (("training_peak", "model_states"), 0.10, 0.20, 10),
+        (("decode_tokens_per_s", "tpot_ms"), 0.15, 0.25, 8),
+        (("output_tokens_per_s",), 0.15, 0.35, 15),
+        (("step_time_s", "tokens_per_s_per_device", "tflops_per_device", "mfu", "hfu"),
+         0.10, 0.20, 15),
+    ],
+)
+def test_group_targets(quantities: tuple[str, ...], median: float, worst: float,
+                       minimum: int) -> None:
+    # Issue targets: weights within 2%; training peaks 10% median, 20% worst; decode TPOT and
+    # throughput median at most 15%; training step time / MFU median at most 10%. Measured over
+    # the cases that are not known misses (docs/accuracy.md also shows the medians with them).
+    errors = _errors(quantities)
+    assert len(errors) >= minimum
+    assert statistics.median(errors) <= median
+    assert errors[-1] <= worst

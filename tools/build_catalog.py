@@ -38,10 +38,17 @@ ALIASES: dict[str, str] = {
     "aws-inferentia2": "inferentia2 inf2",
 }
 
+# PCIe x16 bandwidth per direction: 8, 16 and 32 GT/s per lane with 128b/130b encoding
+# (PCI-SIG base specifications 3.0, 4.0 and 5.0): 15.75, 31.5 and 63 GB/s.
+PCIE_X16_GB_PER_S = {"Gen3": 15.75, "Gen4": 31.5, "Gen5": 63.0}
+# The A10G's table row says only "PCIe"; it is a GA102 part like the A10 (PCIe Gen4 x16).
+HOST_INTERFACE_FALLBACK = {"nvidia-a10g": "PCIe Gen4 x16"}
+
 ACCELERATOR_COLUMNS = [
     "accelerator_id", "vendor", "name", "architecture", "compute_capability", "memory_bytes",
     "memory_published", "memory_bandwidth_gb_per_s", "fp32_tflops", "tf32_tflops", "bf16_tflops",
-    "fp16_tflops", "fp8_tflops", "int8_tops", "interconnect", "interconnect_gb_per_s", "tdp_w",
+    "fp16_tflops", "fp8_tflops", "int8_tops", "interconnect", "interconnect_gb_per_s",
+    "host_link_gb_per_s", "tdp_w",
     "cores_per_device", "k8s_resource", "karpenter_label", "aliases", "on_ec2", "source", "notes",
 ]
 
@@ -63,6 +70,14 @@ def _memory_bytes(row: dict[str, str]) -> str:
     if row["memory_capacity_unit"] == "GiB":
         return str(int(float(row["memory_capacity"]) * GIB))
     return str(int(float(row["memory_capacity"]) * GB))
+
+
+def _host_link(row: dict[str, str]) -> str:
+    text = HOST_INTERFACE_FALLBACK.get(row["accelerator_id"], row["host_interface"])
+    for gen, rate in PCIE_X16_GB_PER_S.items():
+        if f"PCIe {gen} x16" in text:
+            return str(rate)
+    return ""
 
 
 def accelerators(rows: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -87,6 +102,7 @@ def accelerators(rows: list[dict[str, str]]) -> list[dict[str, str]]:
             "int8_tops": r["int8_dense_tops"],
             "interconnect": r["device_interconnect"],
             "interconnect_gb_per_s": r["device_interconnect_bandwidth_gbps"],
+            "host_link_gb_per_s": _host_link(r),
             "tdp_w": r["tdp_w"],
             "cores_per_device": r["cores_per_device"],
             "k8s_resource": resource,

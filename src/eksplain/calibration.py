@@ -11,6 +11,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from eksplain.comms import LinkCalibration
+from eksplain.compute import ServingEfficiency, SpeedCalibration
 from eksplain.datafiles import read_yaml
 from eksplain.errors import InputError, suggest
 from eksplain.units import GIB
@@ -53,6 +55,11 @@ class QuantFormat:
     def quantized(self) -> bool:
         return self.weight_bits < 16
 
+    @property
+    def weight_only(self) -> bool:
+        """Stored narrower than it computes: dequantized on the fly (AWQ, GPTQ, NF4, int8-wo)."""
+        return self.weight_bits < 16 and self.compute in ("bf16", "fp16")
+
 
 @dataclass(frozen=True)
 class EngineCalibration:
@@ -89,6 +96,9 @@ class Calibration:
     engines: tuple[EngineCalibration, ...]
     training: TrainingCalibration
     formats: tuple[QuantFormat, ...]
+    speed: SpeedCalibration
+    links: LinkCalibration
+    eks_control_plane_usd_per_hour: float
 
     def visible_bytes(self, accelerator_id: str, physical_bytes: int) -> int:
         """Memory a process can use on the device (driver and ECC reservations taken off)."""
@@ -177,4 +187,23 @@ def load_calibration() -> Calibration:
             zero3_prefetch_layers=int(t["zero3_prefetch_layers"]["value"]),
         ),
         formats=tuple(_format(name, row) for name, row in formats.items()),
+        speed=_speed(cal["speed"]),
+        links=LinkCalibration(**{k: float(v["value"]) for k, v in cal["comms"].items()}),
+        eks_control_plane_usd_per_hour=float(
+            read_yaml("pricing.yaml")["eks_control_plane_usd_per_hour"]["value"]),
+    )
+
+
+def _speed(row: dict[str, Any]) -> SpeedCalibration:
+    serving = tuple(
+        (family, ServingEfficiency(**{k: float(v) for k, v in values.items()}))
+        for family, values in row["serving"]["by_architecture"].items()
+    )
+    table = row["training_compute_efficiency"]["by_architecture"]
+    return SpeedCalibration(
+        serving=serving,
+        training_compute_efficiency=tuple((k, float(v)) for k, v in table.items()),
+        width_half=float(row["width_half"]["value"]),
+        training_low_precision_scale=float(row["training_low_precision_scale"]["value"]),
+        dp_overlap=float(row["dp_overlap"]["value"]),
     )

@@ -56,7 +56,9 @@ class Accelerator:
     memory_bandwidth_bytes_per_s: int
     peak_tflops: tuple[tuple[str, float], ...]
     interconnect: str
-    interconnect_bytes_per_s: int
+    interconnect_bytes_per_s: int  # device-to-device link per device (NVLink, NeuronLink); 0: none
+    host_link_bytes_per_s: int  # PCIe to the host, per direction
+    cores_per_device: int  # NeuronCores per Neuron device (1 for GPUs)
     k8s_resource: str
     karpenter_label: str
     aliases: tuple[str, ...]
@@ -167,6 +169,8 @@ def _accelerator(row: dict[str, str]) -> Accelerator:
         peak_tflops=peaks,
         interconnect=row["interconnect"],
         interconnect_bytes_per_s=int((_float(row["interconnect_gb_per_s"]) or 0) * GB),
+        host_link_bytes_per_s=int((_float(row["host_link_gb_per_s"]) or 0) * GB),
+        cores_per_device=int(row["cores_per_device"] or 1),
         k8s_resource=row["k8s_resource"],
         karpenter_label=row["karpenter_label"],
         aliases=tuple(row["aliases"].split()),

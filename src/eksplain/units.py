@@ -21,8 +21,10 @@ __all__ = [
     "bits_to_bytes",
     "dtype_bits",
     "format_bytes",
+    "format_duration",
     "parse_bytes",
     "parse_count",
+    "parse_duration",
 ]
 
 KIB = 2**10
@@ -130,3 +132,24 @@ def format_bytes(value: int | float) -> str:
         if abs(value) >= size:
             return f"{value / size:.2f} {unit}"
     return f"{int(value)} B"
+
+
+_DURATION_UNITS = {"ms": 1e-3, "s": 1.0, "": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0,
+                   "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``50ms``, ``1.5s``, ``10m``, ``2h`` or ``3d`` into seconds."""
+    match = _QUANTITY.match(text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _DURATION_UNITS:
+        raise InputError(f"Cannot read {text!r} as a duration.", hint="write 50ms, 2s, 10m or 4h")
+    return float(match.group(1)) * _DURATION_UNITS[unit]
+
+
+def format_duration(seconds: float) -> str:
+    """Human form: ms under a second, then s, min, h, days."""
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds * 1000:.3g} ms"

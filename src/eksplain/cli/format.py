@@ -6,7 +6,7 @@ from rich.table import Table
 
 from eksplain.api import Estimate, HardwareRow
 from eksplain.catalog import ModelEntry
-from eksplain.units import GIB, format_bytes
+from eksplain.units import GIB, format_bytes, format_duration
 
 __all__ = ["estimate_summary", "estimate_table", "hardware_table", "models_table"]
 
@@ -65,11 +65,11 @@ def estimate_summary(est: Estimate) -> list[str]:
         lines.append(
             f"KV cache: {format_bytes(kv.bytes_per_token)} per token; engine pool "
             f"{format_bytes(kv.pool_bytes)} = {kv.capacity_tokens:,} tokens in {kv.blocks:,} "
-            f"blocks of {kv.block_size}; max concurrency at {req.seq_len:,} tokens: "
+            f"blocks of {kv.block_size}; max concurrency at {est.seq_len:,} tokens: "
             f"{kv.max_concurrency:.2f}"
         )
     lines.append(
-        f"max batch at {req.seq_len:,} tokens: {est.max_batch:,}; "
+        f"max batch at {est.seq_len:,} tokens: {est.max_batch:,}; "
         f"max context at batch {req.batch}: {est.max_seq_len:,} tokens"
     )
     return lines
@@ -105,3 +105,57 @@ def models_table(entries: tuple[ModelEntry, ...]) -> Table:
             f"{m.architecture.max_context:,}",
         )
     return table
+
+
+def speed_lines(est: Estimate) -> list[str]:
+    """Speed, cost and checkpoint sections as text lines."""
+    lines: list[str] = []
+    sp = est.speed
+    if sp.serving is not None:
+        s = sp.serving
+        lines.append(
+            f"speed (batch {s.batch}): TTFT {format_duration(s.ttft_s)}, TPOT "
+            f"{format_duration(s.tpot_s)}, {s.output_tokens_per_s:,.0f} output tokens/s and "
+            f"{s.requests_per_s:.3g} requests/s per replica; decode is {s.decode_bound}-bound"
+            + (f" (compute-bound from batch {s.critical_batch})" if s.critical_batch else "")
+        )
+        if sp.max_batch_for_tpot is not None:
+            lines.append(f"largest batch within the TPOT target: {sp.max_batch_for_tpot}")
+    if sp.training is not None:
+        t = sp.training
+        lines.append(
+            f"speed: step {format_duration(t.step_time_s)} ({t.tokens_per_step:,} tokens), "
+            f"{t.tokens_per_s_per_device:,.0f} tokens/s per device, "
+            f"{t.tflops_per_device:.0f} TFLOP/s, MFU {t.mfu:.0%}"
+            + (f", bubble {t.bubble_fraction:.0%}" if t.bubble_fraction else "")
+        )
+        if sp.time_to_train_s:
+            hours = sp.time_to_train_s * est.parallel.devices / 3600
+            lines.append(f"time to train: {format_duration(sp.time_to_train_s)} "
+                         f"({hours:,.0f} device-hours)")
+    lines.extend(_cost_lines(est))
+    if est.checkpoint is not None:
+        c = est.checkpoint
+        lines.append(
+            f"checkpoint: {format_bytes(c.size_bytes)} to {c.storage}, written in "
+            f"{format_duration(c.write_s)}; every {format_duration(c.interval_s)} (Young/Daly, "
+            f"one failure per {format_duration(c.mtbf_s)} of the job): {c.overhead_fraction:.1%} "
+            "of the time lost"
+        )
+    lines.extend(f"note: {n}" for n in est.notes)
+    return lines
+
+
+def _cost_lines(est: Estimate) -> list[str]:
+    c = est.cost
+    where = f"{c.nodes} x {c.instance_type} ({c.capacity_type}, {c.region})"
+    if not c.price_known:
+        return [f"cost: {where}: price unknown ({c.note})"]
+    parts = [f"${c.usd_per_hour:,.2f}/hour", f"${c.usd_per_month:,.0f}/month"]
+    if c.usd_per_million_output_tokens is not None:
+        parts.append(f"${c.usd_per_million_output_tokens:,.3f} per million output tokens at "
+                     f"{est.request.utilization:.0%} utilization")
+    if c.usd_total is not None:
+        parts.append(f"${c.usd_total:,.0f} for the run")
+    line = f"cost: {where}: " + ", ".join(parts) + f" (prices of {c.price_date})"
+    return [line] + ([f"note: {c.note}"] if c.note else [])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -16,6 +17,7 @@ from rich.console import Console
 
 from eksplain import api
 from eksplain.errors import EksplainError
+from eksplain.units import parse_duration
 
 app = typer.Typer(
     name="eksplain",
@@ -100,29 +102,61 @@ def estimate(
     max_num_seqs: Annotated[int | None, typer.Option(help="Engine max sequences per step.")] = None,
     max_num_batched_tokens: Annotated[int | None, typer.Option(
         help="Engine token budget per step.")] = None,
+    input_tokens: Annotated[int | None, typer.Option(
+        help="Prompt tokens per request: adds serving speed and cost.")] = None,
+    output_tokens: Annotated[int | None, typer.Option(
+        help="Generated tokens per request: adds serving speed and cost.")] = None,
+    tpot_target: Annotated[str | None, typer.Option(
+        help="Find the largest batch whose time per output token stays under this, e.g. "
+             "50ms.")] = None,
+    tokens: Annotated[str | None, typer.Option(
+        help="Training data size in tokens, e.g. 300B: adds time and cost to train.")] = None,
+    global_batch: Annotated[int | None, typer.Option(
+        help="Training sequences per optimizer step (default: --batch x DP).")] = None,
+    region: Annotated[str, typer.Option(help="AWS region of the prices.")] = "us-east-1",
+    capacity_type: Annotated[str, typer.Option(help="on-demand or spot.")] = "on-demand",
+    utilization: Annotated[float, typer.Option(
+        help="Average share of peak throughput used, for dollars per token.")] = 1.0,
+    storage: Annotated[str, typer.Option(
+        help="Checkpoint storage: fsx-lustre, s3, efs, ebs-gp3, ebs-io2, "
+             "instance-nvme.")] = "fsx-lustre",
+    price_file: Annotated[Path | None, typer.Option(
+        help="CSV of your own prices (instance_type, region, capacity_type, "
+             "price_usd_per_hour).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Memory per device for serving or training one model on one hardware choice."""
+    """Memory per device, speed and cost for serving or training one model on one hardware
+    choice."""
     fields = {
         "model": model, "hardware": hardware, "task": task, "devices": devices, "dtype": dtype,
         "kv_dtype": kv_dtype, "batch": batch, "seq_len": seq_len, "tp": tp, "pp": pp, "dp": dp,
         "cp": cp, "ep": ep, "zero": zero, "fsdp": fsdp, "method": method, "lora_rank": lora_rank,
         "optimizer": optimizer, "recompute": recompute, "precision": precision, "engine": engine,
         "gpu_memory_utilization": gpu_memory_utilization, "max_num_seqs": max_num_seqs,
-        "max_num_batched_tokens": max_num_batched_tokens,
+        "max_num_batched_tokens": max_num_batched_tokens, "input_tokens": input_tokens,
+        "output_tokens": output_tokens, "tokens": tokens, "global_batch": global_batch,
+        "region": region, "capacity_type": capacity_type, "utilization": utilization,
+        "storage": storage,
     }
-    result = _call(lambda: api.estimate(api.EstimateRequest.model_validate(fields)))
+
+    def call() -> api.Estimate:
+        if tpot_target is not None:
+            fields["tpot_target_s"] = parse_duration(tpot_target)
+        offerings = api.load_price_file(price_file) if price_file else ()
+        return api.estimate(api.EstimateRequest.model_validate(fields), offerings)
+
+    result = _call(call)
     if json_output:
         _print_json(result.to_dict())
         return
-    from eksplain.cli.format import estimate_summary, estimate_table
+    from eksplain.cli.format import estimate_summary, estimate_table, speed_lines
 
     console = _console()
     lines = estimate_summary(result)
     for line in lines[:2]:
         console.print(line)
     console.print(estimate_table(result))
-    for line in lines[2:]:
+    for line in lines[2:] + speed_lines(result):
         console.print(line)
 
 

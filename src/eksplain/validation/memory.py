@@ -9,14 +9,10 @@ unsupported architecture, a measured bug) are listed as excluded with the reason
 
 from __future__ import annotations
 
-import functools
-import statistics
-from dataclasses import dataclass
 from typing import Any
 
-from eksplain.calibration import Calibration, load_calibration
+from eksplain.calibration import Calibration
 from eksplain.catalog import Model, load_models, resolve_model
-from eksplain.datafiles import data_files, read_yaml
 from eksplain.errors import EksplainError
 from eksplain.hardware import find_accelerator, load_catalog
 from eksplain.memory import (
@@ -30,8 +26,9 @@ from eksplain.memory import (
 )
 from eksplain.parallel import Parallelism
 from eksplain.units import GB, GIB, MIB
+from eksplain.validation.report import Case
 
-__all__ = ["TOLERANCES", "Case", "Outcome", "Report", "load_cases", "report_dict", "run"]
+__all__ = ["TOLERANCES", "predict"]
 
 # Accuracy targets (issue "eksplain estimate"): weights 2%, KV capacity 5%, totals and training
 # peaks 20% worst case (10% median). Calibration inputs are shown, not held to a target.
@@ -45,6 +42,7 @@ TOLERANCES: dict[str, float] = {
     "training_peak": 0.20,
     "model_states": 0.20,
 }
+# Shown, not held to a target: the calibration data comes from these quantities.
 CALIBRATION_QUANTITIES = ("non_torch", "activation_peak", "cuda_graph")
 
 _UNITS = {"GiB": GIB, "MiB": MIB, "GB": GB, "tokens": 1, "blocks": 1, "x": 1}
@@ -53,83 +51,6 @@ _FORMATS = {
     "bnb-4bit": "nf4", "bnb-fp4": "bnb4", "bnb-int8": "int8", "int8": "int8",
 }
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", None: "bf16"}
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    kind: str
-    quantity: str
-    model: str
-    hardware: str
-    setup: dict[str, Any]
-    value: float
-    unit: str
-    source: str
-    quote: str
-    note: str
-    exclude: str
-    bound: str  # "" (a measurement) or "upper" (the source states an upper bound)
-    known_miss: str  # why eksplain misses this case (shown in docs/accuracy.md)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    case: Case
-    predicted: float | None  # in the case's unit
-    error: float | None  # signed: (predicted - measured) / measured
-    tolerance: float | None
-    excluded: str = ""
-
-    @property
-    def status(self) -> str:
-        if self.excluded:
-            return "excluded"
-        if self.tolerance is None:
-            return "calibration"
-        if self.case.bound == "upper":
-            within = (self.error or 0.0) <= 0
-        else:
-            within = abs(self.error or 0.0) <= self.tolerance
-        if within:
-            return "ok"
-        return "known miss" if self.case.known_miss else "miss"
-
-
-@dataclass(frozen=True)
-class Report:
-    outcomes: tuple[Outcome, ...]
-
-    def by_status(self, status: str) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status == status]
-
-    def median_abs_error(self, quantities: tuple[str, ...]) -> float:
-        errors = [abs(o.error) for o in self.outcomes
-                  if o.error is not None and o.case.quantity in quantities
-                  and o.status in ("ok", "miss", "known miss")]
-        return statistics.median(errors) if errors else 0.0
-
-
-def _reference_rows() -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for name in data_files("reference", prefix="memory"):
-        rows.extend(read_yaml(name) or [])
-    return rows
-
-
-@functools.cache
-def load_cases() -> tuple[Case, ...]:
-    cases = []
-    for row in _reference_rows():
-        cases.append(Case(
-            id=row["id"], kind=row["kind"], quantity=row["quantity"], model=row["model"],
-            hardware=row["hardware"], setup=dict(row.get("setup") or {}),
-            value=float(row["measured"]["value"]), unit=str(row["measured"]["unit"]),
-            source=str(row["source"]), quote=str(row["quote"]), note=str(row.get("note", "")),
-            exclude=str(row.get("exclude", "")), bound=str(row.get("bound", "")),
-            known_miss=str(row.get("known_miss", "")),
-        ))
-    return tuple(cases)
 
 
 def _device_bytes(case: Case, cal: Calibration) -> int:
@@ -260,103 +181,9 @@ def _optimizer(setup: dict[str, Any]) -> str:
     return "adamw" if name in ("adam", "adamw", "paged-adamw") else name
 
 
-def _predict(case: Case, cal: Calibration) -> float:
+def predict(case: Case, cal: Calibration) -> float:
     model = resolve_model(case.model, load_models())
     raw = _serving(case, model, cal) if case.kind == "serving" else _training(case, model, cal)
     return raw / _UNITS[case.unit]
 
 
-def _outcome(case: Case, cal: Calibration) -> Outcome:
-    if case.exclude:
-        return Outcome(case, None, None, None, excluded=case.exclude)
-    try:
-        predicted = _predict(case, cal)
-    except EksplainError as exc:
-        return Outcome(case, None, None, None, excluded=str(exc))
-    error = (predicted - case.value) / case.value if case.value else None
-    tolerance = None if case.quantity in CALIBRATION_QUANTITIES else TOLERANCES.get(case.quantity)
-    return Outcome(case, predicted, error, tolerance)
-
-
-def run() -> Report:
-    """Predict every reference case."""
-    cal = load_calibration()
-    return Report(tuple(_outcome(c, cal) for c in load_cases()))
-
-
-def report_dict(report: Report) -> dict[str, Any]:
-    return {
-        "cases": [
-            {
-                "id": o.case.id, "quantity": o.case.quantity, "model": o.case.model,
-                "hardware": o.case.hardware, "measured": o.case.value, "unit": o.case.unit,
-                "predicted": None if o.predicted is None else round(o.predicted, 4),
-                "error": None if o.error is None else round(o.error, 4),
-                "tolerance": o.tolerance, "status": o.status, "excluded": o.excluded,
-                "source": o.case.source,
-            }
-            for o in report.outcomes
-        ],
-        "summary": _summary(report),
-    }
-
-
-_GROUPS = {
-    "weights": ("weights",),
-    "kv capacity": ("kv_cache_bytes", "kv_tokens", "kv_blocks", "max_concurrency"),
-    "serving totals": ("serving_total",),
-    "training peaks": ("training_peak", "model_states"),
-}
-
-
-def _summary(report: Report) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, quantities in _GROUPS.items():
-        rows = [o for o in report.outcomes if o.case.quantity in quantities
-                and o.status in ("ok", "miss", "known miss")]
-        out[name] = {
-            "cases": len(rows),
-            "within_tolerance": sum(o.status == "ok" for o in rows),
-            "median_abs_error": round(report.median_abs_error(quantities), 4),
-            "worst_abs_error": round(max((abs(o.error or 0) for o in rows), default=0.0), 4),
-        }
-    out["excluded"] = len(report.by_status("excluded"))
-    return out
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
-
-
-def render_markdown(report: Report) -> str:
-    """The accuracy table as Markdown (docs/accuracy.md embeds this output)."""
-    lines = ["| group | cases | within tolerance | median abs error | worst abs error |",
-             "|---|---:|---:|---:|---:|"]
-    for name, row in _summary(report).items():
-        if isinstance(row, dict):
-            lines.append(f"| {name} | {row['cases']} | {row['within_tolerance']} | "
-                         f"{row['median_abs_error']:.1%} | {row['worst_abs_error']:.1%} |")
-    lines += ["", "| case | quantity | measured | predicted | error | tolerance | status |",
-              "|---|---|---:|---:|---:|---:|---|"]
-    for o in report.outcomes:
-        if o.status == "excluded":
-            continue
-        err = "-" if o.error is None else f"{o.error:+.1%}"
-        tol = "-" if o.tolerance is None else f"±{o.tolerance:.0%}"
-        lines.append(f"| [{o.case.id}]({o.case.source}) | {o.case.quantity} | "
-                     f"{_fmt(o.case.value)} {o.case.unit} | {_fmt(o.predicted)} | {err} | "
-                     f"{tol} | {o.status} |")
-    lines += ["", "Known misses (counted in the summary above):", ""]
-    lines += [f"- `{o.case.id}` ({o.error:+.1%}): {o.case.known_miss}"
-              for o in report.by_status("known miss")]
-    lines += ["", "Excluded cases (not predicted):", ""]
-    lines += [f"- `{o.case.id}`: {o.excluded}" for o in report.by_status("excluded")]
-    return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    sys.stdout.write(render_markdown(run()))

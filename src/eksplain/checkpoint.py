@@ -1,0 +1,125 @@
+"""Checkpoints and failures: size, write and restore time by storage, and the best interval.
+
+    size       = weights (16-bit) + optimizer states (fp32 master weights and moments) for full
+                 fine-tuning or pre-training; the adapters and their states for LoRA
+    write time = size / min(per-client throughput x writing nodes, file-system throughput)
+                 (FSx for Lustre: PERSISTENT_2-125 disk throughput, 125 MB/s per TiB, for a
+                 file system sized to hold two checkpoints: an assumption, stated in the output)
+    interval   = sqrt(2 x write time x MTBF)                     (Young 1974; Daly 2006)
+    overhead   = write / interval + (interval / 2 + restore) / MTBF   (share of wall-clock time)
+
+MTBF = 1 / (failures per GPU-day x GPUs); the failure rate comes from published large runs
+(``data/failures.yaml``), storage throughput from ``data/storage.yaml``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from eksplain.datafiles import read_yaml
+from eksplain.errors import InputError, suggest
+
+__all__ = ["Checkpoint", "StorageOption", "checkpoint_plan", "failure_rate", "load_storage"]
+
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class StorageOption:
+    id: str
+    name: str
+    read_bytes_per_s: float | None  # per client
+    write_bytes_per_s: float | None  # per client
+    price_usd_per_gb_month: float | None
+    source: str
+    per_tib_bytes_per_s: float | None = None  # throughput that scales with provisioned size
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    storage: str
+    size_bytes: int
+    write_s: float
+    restore_s: float
+    failures_per_gpu_day: float
+    mtbf_s: float
+    interval_s: float
+    overhead_fraction: float
+    storage_usd_per_month: float | None
+
+
+def _rate(value: Any) -> float | None:
+    return float(value) * 1e9 if value is not None else None
+
+
+TIB = 2**40
+
+
+def _per_tib(row: dict[str, Any]) -> float | None:
+    """Disk throughput per TiB of the cheapest persistent FSx tier (PERSISTENT_2-125)."""
+    for tier in row.get("tiers") or []:
+        if tier.get("deployment") == "PERSISTENT_2-125":
+            return float(tier["disk_mb_per_s_per_tib"]) * 1e6
+    return None
+
+
+@functools.cache
+def load_storage() -> tuple[StorageOption, ...]:
+    rows = read_yaml("storage.yaml")["options"]
+    return tuple(
+        StorageOption(
+            id=str(r["id"]), name=str(r["name"]),
+            read_bytes_per_s=_rate(r.get("read_gb_per_s_per_client")),
+            write_bytes_per_s=_rate(r.get("write_gb_per_s_per_client")
+                                    or r.get("read_gb_per_s_per_client")),
+            price_usd_per_gb_month=r.get("price_usd_per_gb_month"),
+            source=str(r.get("source", "")),
+            per_tib_bytes_per_s=_per_tib(r),
+        )
+        for r in rows
+    )
+
+
+def find_storage(options: tuple[StorageOption, ...], name: str) -> StorageOption:
+    for option in options:
+        if option.id == name:
+            return option
+    ids = [o.id for o in options]
+    raise InputError(f"Unknown storage {name!r}.", hint="use one of " + ", ".join(ids),
+                     suggestions=suggest(name, ids))
+
+
+@functools.cache
+def failure_rate() -> float:
+    """Unexpected interruptions per GPU-day: the largest published run with a derivable rate."""
+    reports = [r for r in read_yaml("failures.yaml")["reports"] if r.get("failures_per_gpu_day")]
+    largest = max(reports, key=lambda r: int(r.get("gpus") or 0))
+    return float(largest["failures_per_gpu_day"])
+
+
+def checkpoint_plan(size_bytes: int, gpus: int, nodes: int, storage: StorageOption,
+                    rate_per_gpu_day: float) -> Checkpoint:
+    """Write/restore times and the Young/Daly interval for a run on ``gpus`` over ``nodes``."""
+    if storage.write_bytes_per_s is None or storage.read_bytes_per_s is None:
+        raise InputError(f"No published throughput for {storage.name}.",
+                         hint="pick fsx-lustre, s3, efs, ebs-gp3, ebs-io2 or instance-nvme")
+    write_rate = storage.write_bytes_per_s * nodes
+    read_rate = storage.read_bytes_per_s * nodes
+    if storage.per_tib_bytes_per_s is not None:  # sized to hold two checkpoints
+        file_system = storage.per_tib_bytes_per_s * 2 * size_bytes / TIB
+        write_rate, read_rate = min(write_rate, file_system), min(read_rate, file_system)
+    write = size_bytes / write_rate
+    restore = size_bytes / read_rate
+    mtbf = SECONDS_PER_DAY / (rate_per_gpu_day * gpus)
+    interval = math.sqrt(2 * write * mtbf)
+    overhead = write / interval + (interval / 2 + restore) / mtbf
+    monthly = size_bytes / 1e9 * storage.price_usd_per_gb_month if (
+        storage.price_usd_per_gb_month is not None) else None
+    return Checkpoint(
+        storage=storage.id, size_bytes=size_bytes, write_s=write, restore_s=restore,
+        failures_per_gpu_day=rate_per_gpu_day, mtbf_s=mtbf, interval_s=interval,
+        overhead_fraction=overhead, storage_usd_per_month=monthly,
+    )

@@ -1,0 +1,408 @@
+"""Speed: serving latency and throughput, and training step time, from a calibrated roofline.
+
+Serving (one replica; docs/methodology.md section 8):
+
+    decode step(B, c) = max(bytes / (bandwidth x eff_bw), flops / (peak x eff_decode))
+                        + TP all-reduces + step overhead
+      bytes = weights read (experts a batch touches) + B x KV bytes of a c-token sequence
+      flops = 2 x active matrix parameters x B + 4 x q_width x c x layers x B
+    prefill(T tokens) = weights / bandwidth + flops / (peak x eff_prefill) + all-reduces
+    TTFT = prefill(prompt) + request overhead;  TPOT = decode step(B, prompt + output / 2)
+    throughput: steady-state steps that decode B tokens and prefill B x prompt / output tokens,
+    max(memory, compute) each; output tokens/s = B / step
+
+Training (Narayanan et al. 2021; PaLM, Chowdhery et al. 2022, appendix B for MFU):
+
+    model FLOPs per token = 6 x N + 12 x layers x q_width x seq     (N: active matrix params)
+    hardware FLOPs add the recomputed forward pass (2 N + 4 x layers x q_width x seq for full)
+    step = compute / (1 - pipeline bubble) + TP all-reduces + exposed data-parallel traffic
+    MFU = model FLOPs per second per device / peak
+
+Every efficiency comes from ``data/calibration.yaml`` (``speed``), fitted to the reference set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+from eksplain.catalog import Model
+from eksplain.comms import Link, all_gather_s, all_reduce_s
+from eksplain.hardware import Accelerator
+from eksplain.model import Architecture
+from eksplain.parallel import Parallelism, stage_layers
+
+__all__ = [
+    "DeviceRates",
+    "ServingEfficiency",
+    "ServingSpeed",
+    "SpeedCalibration",
+    "TrainingSetup",
+    "TrainingSpeed",
+    "compute_dtype",
+    "serving_speed",
+    "training_flops_per_token",
+    "training_speed",
+]
+
+ACTIVATION_BYTES = 2  # activations travel in 16 bits
+
+
+@dataclass(frozen=True)
+class ServingEfficiency:
+    """Fractions of peak that serving kernels reach on one family of accelerators."""
+
+    decode_bandwidth_efficiency: float
+    quantized_bandwidth_efficiency: float  # weight-only 4-bit formats dequantize on the fly
+    decode_compute_efficiency: float
+    prefill_compute_efficiency: float
+    step_overhead_s: float  # per decode step: scheduling, launches, sampling
+    ttft_overhead_s: float  # per request before its first token: admission, tokenizing, launch
+    low_precision_step_scale: float  # share of FP8/INT8's extra peak that batched steps realize
+    step_width_half: float  # batched-step efficiency grows as h / (h + this), 1 at h = 4096
+
+
+REFERENCE_WIDTH = 4096  # serving efficiencies are stated for a 4096-wide model (7-8B)
+
+
+def _width_factor(hidden: int, half: float) -> float:
+    """How much better (or worse) a model's matmuls run than a 4096-wide one's."""
+    if half <= 0:
+        return 1.0
+    return (hidden / (hidden + half)) / (REFERENCE_WIDTH / (REFERENCE_WIDTH + half))
+
+
+@dataclass(frozen=True)
+class SpeedCalibration:
+    """Serving and training efficiencies by accelerator family (data/calibration.yaml)."""
+
+    serving: tuple[tuple[str, ServingEfficiency], ...]
+    training_compute_efficiency: tuple[tuple[str, float], ...]
+    width_half: float  # hidden size at which matmuls reach half of their large-size efficiency
+    training_low_precision_scale: float  # share of FP8's doubled peak that training realizes
+    dp_overlap: float  # share of data-parallel traffic hidden behind compute
+
+    def serving_for(self, architecture: str) -> ServingEfficiency:
+        return _by_family(self.serving, architecture)
+
+    def training_efficiency(self, architecture: str, hidden: int, dtype: str) -> float:
+        """Family efficiency x h / (h + width_half): small matmuls reach less of the peak."""
+        eff = _by_family(self.training_compute_efficiency, architecture)
+        eff *= hidden / (hidden + self.width_half)
+        return eff * (self.training_low_precision_scale if dtype in ("fp8", "int8") else 1.0)
+
+
+T = TypeVar("T")
+
+
+def _by_family(table: tuple[tuple[str, T], ...], architecture: str) -> T:
+    """The entry whose family prefixes the accelerator's architecture, else ``default``."""
+    rows = dict(table)
+    for family, value in rows.items():
+        if architecture.lower().startswith(family):
+            return value
+    return rows["default"]
+
+
+@dataclass(frozen=True)
+class DeviceRates:
+    """What one device can do for one workload: peak FLOP/s in the compute type, bandwidth."""
+
+    peak_flops: float
+    bandwidth_bytes_per_s: float
+    compute_dtype: str
+
+
+def compute_dtype(acc: Accelerator, weight_format: str) -> str:
+    """The data type the matrix units run in: FP8/INT8 where the format and hardware allow it,
+    else 16-bit (weight-only formats dequantize to 16 bits). Falls back to fp16 when no bf16
+    peak is published (T4, V100)."""
+    if weight_format in ("fp8", "int8") and acc.peak(weight_format):
+        return weight_format
+    return "bf16" if acc.peak("bf16") else "fp16"
+
+
+def rates(acc: Accelerator, weight_format: str, proxy: Accelerator | None = None) -> DeviceRates:
+    """Peak and bandwidth of a device; ``proxy`` supplies peaks a datasheet does not publish."""
+    dtype = compute_dtype(proxy or acc, weight_format)
+    peak = acc.peak(dtype) or (proxy.peak(dtype) if proxy else None) or 0.0
+    return DeviceRates(peak * 1e12, float(acc.memory_bandwidth_bytes_per_s), dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving
+
+
+@dataclass(frozen=True)
+class ServingShape:
+    """Per-device sizes of one replica that the speed model reads."""
+
+    weight_bytes: int  # weights on the most loaded device
+    expert_bytes: int  # the routed-expert part of weight_bytes
+    kv_bytes_per_token: float  # KV cache per token per device (all layers of the stage)
+    matrix_params: float  # active matrix parameters per token per device, LM head included
+    attention_width: float  # q_width x layers per device (attention FLOPs per context token)
+    layers: int  # layers on the device's stage
+    quantized_weights: bool
+
+
+@dataclass(frozen=True)
+class ServingSpeed:
+    """Latency and throughput of one replica at one concurrency."""
+
+    batch: int
+    ttft_s: float
+    tpot_s: float
+    decode_tokens_per_s: float  # all sequences of the batch together
+    prefill_tokens_per_s: float
+    requests_per_s: float
+    output_tokens_per_s: float
+    decode_bound: str  # "memory" or "compute"
+    critical_batch: int | None  # batch from which decode is compute-bound
+    curve: tuple[tuple[int, float, float], ...]  # (batch, decode tokens/s, TPOT s)
+
+
+def serving_shape(model: Model, weight_bytes: int, kv_bytes_per_token: float,
+                  par: Parallelism, quantized: bool) -> ServingShape:
+    arch, params = model.architecture, model.params
+    stage = max(stage_layers(arch.num_layers, par.pp), key=len)
+    per_token = 0.0
+    experts = 0
+    for i in stage:
+        lp = params.layers[i]
+        dense = lp.attn_q_o + lp.attn_kv + lp.attn_replicated + lp.mlp + lp.shared_experts
+        routed = lp.expert_one * (arch.experts.experts_per_token if arch.experts else 0)
+        per_token += dense / par.tp + routed / (par.ep if par.ep > 1 else par.tp)
+        experts += lp.experts
+    per_token += params.lm_head / par.tp if arch.lm_head else 0
+    a = arch.attention
+    width = (a.num_heads * (a.head_dim + (a.v_head_dim or a.head_dim)) / 2) / par.tp
+    expert_share = experts / max(sum(params.layers[i].matrices for i in stage), 1)
+    return ServingShape(
+        weight_bytes=weight_bytes,
+        expert_bytes=round(weight_bytes * expert_share),
+        kv_bytes_per_token=kv_bytes_per_token,
+        matrix_params=per_token,
+        attention_width=width * len(stage),
+        layers=len(stage),
+        quantized_weights=quantized,
+    )
+
+
+def _experts_touched(arch: Architecture, batch: int) -> float:
+    """Expected share of routed experts a batch reads, with uniform routing."""
+    if arch.experts is None:
+        return 1.0
+    e, k = arch.experts.num_experts, arch.experts.experts_per_token
+    return 1 - (1 - k / e) ** batch
+
+
+def _tp_comm_s(tokens: float, arch: Architecture, shape: ServingShape, par: Parallelism,
+               link: Link | None) -> float:
+    """Two all-reduces of the hidden states per layer under tensor parallelism."""
+    if par.tp <= 1 or link is None:
+        return 0.0
+    buffer = tokens * arch.hidden_size * ACTIVATION_BYTES
+    return 2 * shape.layers * all_reduce_s(buffer, par.tp, link)
+
+
+def _decode_step(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
+                 batch: int, context: float, par: Parallelism,
+                 link: Link | None) -> tuple[float, float, float]:
+    """(step seconds, memory seconds, compute seconds) of one decode step for ``batch``."""
+    arch = model.architecture
+    weights = shape.weight_bytes - shape.expert_bytes * (1 - _experts_touched(arch, batch))
+    bw_eff = cal.quantized_bandwidth_efficiency if shape.quantized_weights else (
+        cal.decode_bandwidth_efficiency)
+    t_mem = weights / (r.bandwidth_bytes_per_s * bw_eff) + batch * context * (
+        shape.kv_bytes_per_token) / (r.bandwidth_bytes_per_s * cal.decode_bandwidth_efficiency)
+    flops = batch * (2 * shape.matrix_params + 4 * shape.attention_width * context)
+    t_comp = flops / (r.peak_flops * cal.decode_compute_efficiency)
+    step = max(t_mem, t_comp) + _tp_comm_s(batch, arch, shape, par, link) + cal.step_overhead_s
+    return step * par.pp, t_mem, t_comp
+
+
+def prefill_s(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
+              tokens: int, par: Parallelism, link: Link | None) -> float:
+    """Seconds to prefill one prompt of ``tokens`` tokens (causal: mean context tokens / 2).
+
+    Reading the weights and computing on a short prompt do not overlap well, so the two add.
+    """
+    flops = tokens * (2 * shape.matrix_params + 4 * shape.attention_width * tokens / 2)
+    t_comp = flops / (r.peak_flops * cal.prefill_compute_efficiency)
+    t_mem = shape.weight_bytes / (r.bandwidth_bytes_per_s * cal.decode_bandwidth_efficiency)
+    comm = _tp_comm_s(tokens, model.architecture, shape, par, link)
+    return (t_comp + t_mem + comm) * par.pp
+
+
+def _critical_batch(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
+                    context: float, par: Parallelism) -> int | None:
+    """Smallest power-of-two batch at which a decode step is compute-bound, or None when reading
+    the KV cache keeps it memory-bound up to 4,096 sequences (long contexts)."""
+    batch = 1
+    while batch <= 4096:
+        _, t_mem, t_comp = _decode_step(model, shape, r, cal, batch, context, par, None)
+        if t_comp >= t_mem:
+            return batch
+        batch *= 2
+    return None
+
+
+def _loaded_step(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
+                 load: tuple[int, int, int], par: Parallelism, link: Link | None) -> float:
+    """One engine step in steady state under continuous batching with chunked prefill.
+
+    Each step decodes one token for each of B sequences and prefills, on average, B x prompt /
+    output prompt tokens of the requests that replace finished ones; the prefill's FLOPs share
+    the step with the decode's memory traffic (Agrawal et al. 2024, Sarathi-Serve).
+    """
+    batch, prompt, output = load
+    context = prompt + output / 2
+    prefill_tokens = batch * prompt / max(output, 1)
+    weights = shape.weight_bytes - shape.expert_bytes * (
+        1 - _experts_touched(model.architecture, batch))
+    bw = r.bandwidth_bytes_per_s
+    bw_eff = cal.quantized_bandwidth_efficiency if shape.quantized_weights else (
+        cal.decode_bandwidth_efficiency)
+    t_mem = weights / (bw * bw_eff) + batch * context * shape.kv_bytes_per_token / (
+        bw * cal.decode_bandwidth_efficiency)
+    flops = (batch + prefill_tokens) * 2 * shape.matrix_params
+    flops += 4 * shape.attention_width * (batch * context + prefill_tokens * prompt / 2)
+    scale = cal.low_precision_step_scale if r.compute_dtype in ("fp8", "int8") else 1.0
+    scale *= _width_factor(model.architecture.hidden_size, cal.step_width_half)
+    t_comp = flops / (r.peak_flops * cal.decode_compute_efficiency * scale)
+    comm = _tp_comm_s(batch + prefill_tokens, model.architecture, shape, par, link)
+    return (max(t_mem, t_comp) + comm + cal.step_overhead_s) * par.pp
+
+
+def serving_speed(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
+                  load: tuple[int, int, int], par: Parallelism, link: Link | None) -> ServingSpeed:
+    """Speed of one replica serving ``load`` = (concurrent sequences, prompt, output tokens).
+
+    TTFT and TPOT are those of a request on an engine decoding ``batch`` sequences; throughput
+    is the steady state of continuous batching at that concurrency (``_loaded_step``).
+    """
+    batch, prompt, output = load
+    context = prompt + output / 2
+    step, t_mem, t_comp = _decode_step(model, shape, r, cal, batch, context, par, link)
+    first = prefill_s(model, shape, r, cal, prompt, par, link)
+    loaded = _loaded_step(model, shape, r, cal, load, par, link) if batch > 1 else (
+        step + first / max(output, 1))
+    curve = []
+    b = 1
+    while b <= max(batch, 1):
+        t, _, _ = _decode_step(model, shape, r, cal, b, context, par, link)
+        curve.append((b, b / t, t))
+        b *= 2
+    return ServingSpeed(
+        batch=batch,
+        ttft_s=first + cal.ttft_overhead_s,
+        tpot_s=step,
+        decode_tokens_per_s=batch / step,
+        prefill_tokens_per_s=prompt / first if first else 0.0,
+        requests_per_s=batch / (output * loaded),
+        output_tokens_per_s=batch / loaded,
+        decode_bound="compute" if t_comp > t_mem else "memory",
+        critical_batch=_critical_batch(model, shape, r, cal, context, par),
+        curve=tuple(curve),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """A training step: sizes per device and how the devices talk."""
+
+    seq_len: int
+    micro_batch: int
+    microbatches: int  # gradient-accumulation steps (pipeline micro-batches)
+    parallel: Parallelism
+    recompute: str
+    sharded: bool  # FSDP / ZeRO-3: parameters are gathered every step
+    trainable_fraction: float  # 1 for full fine-tuning; LoRA trains adapters only
+    intra_link: Link | None
+    inter_link: Link | None
+    devices_per_node: int
+
+
+@dataclass(frozen=True)
+class TrainingSpeed:
+    step_time_s: float
+    tokens_per_step: int
+    tokens_per_s_per_device: float
+    tflops_per_device: float  # model FLOPs achieved per device
+    mfu: float
+    compute_s: float
+    communication_s: float  # exposed (not hidden behind compute)
+    bubble_fraction: float
+
+
+def _active_matrix_params(model: Model) -> float:
+    arch, params = model.architecture, model.params
+    total = 0.0
+    for lp in params.layers:
+        routed = lp.expert_one * (arch.experts.experts_per_token if arch.experts else 0)
+        total += lp.attn_q_o + lp.attn_kv + lp.attn_replicated + lp.mlp + lp.shared_experts
+        total += routed
+    return total + (params.lm_head if arch.lm_head else arch.vocab_size * arch.hidden_size)
+
+
+def training_flops_per_token(model: Model, seq_len: int, recompute: str) -> tuple[float, float]:
+    """(model FLOPs, hardware FLOPs) per token: 6N + 12·L·q·s, plus the recomputed forward."""
+    arch = model.architecture
+    n = _active_matrix_params(model)
+    q = arch.attention.num_heads * arch.attention.head_dim
+    attention = 12 * arch.num_layers * q * seq_len
+    model_flops = 6 * n + attention
+    extra = {"full": 2 * n + attention / 3, "selective": attention / 3}.get(recompute, 0.0)
+    return model_flops, model_flops + extra
+
+
+def _dp_traffic_s(model: Model, s: TrainingSetup) -> float:
+    """Gradient reduction (and FSDP/ZeRO-3 parameter gathers) per optimizer step."""
+    par = s.parallel
+    ranks = par.dp * par.cp
+    if ranks <= 1:
+        return 0.0
+    link = s.inter_link if par.devices > s.devices_per_node and s.inter_link else s.intra_link
+    if link is None:
+        return 0.0
+    grad_bytes = model.params.total * s.trainable_fraction * 2 / (par.tp * par.pp)
+    if s.sharded:  # all-gather forward and backward, reduce-scatter gradients, once per step
+        return 3 * all_gather_s(grad_bytes, ranks, link)
+    return all_reduce_s(grad_bytes, ranks, link)
+
+
+def training_speed(model: Model, setup: TrainingSetup, rates_: DeviceRates,
+                   efficiency: float, dp_overlap: float) -> TrainingSpeed:
+    """One optimizer step: compute at a calibrated efficiency plus exposed communication."""
+    par = setup.parallel
+    tokens_device = setup.micro_batch * setup.seq_len * setup.microbatches / par.cp
+    model_flops, hw_flops = training_flops_per_token(model, setup.seq_len, setup.recompute)
+    per_device = hw_flops * tokens_device / (par.tp * par.pp)
+    compute = per_device / (rates_.peak_flops * efficiency)
+    bubble = (par.pp - 1) / (setup.microbatches + par.pp - 1)
+    compute /= 1 - bubble
+    tp = 0.0
+    if par.tp > 1 and setup.intra_link is not None:
+        arch = model.architecture
+        buffer = setup.micro_batch * setup.seq_len / par.cp * arch.hidden_size * ACTIVATION_BYTES
+        layers = max(len(r) for r in stage_layers(arch.num_layers, par.pp))
+        tp = 4 * layers * setup.microbatches * all_reduce_s(buffer, par.tp, setup.intra_link)
+    dp = max(0.0, _dp_traffic_s(model, setup) - dp_overlap * compute)
+    step = compute + tp + dp
+    tokens_step = round(setup.micro_batch * setup.seq_len * setup.microbatches * par.dp)
+    model_rate = model_flops * tokens_device / (par.tp * par.pp) / step
+    return TrainingSpeed(
+        step_time_s=step,
+        tokens_per_step=tokens_step,
+        tokens_per_s_per_device=tokens_step / step / par.devices,
+        tflops_per_device=model_rate / 1e12,
+        mfu=model_rate / rates_.peak_flops,
+        compute_s=compute,
+        communication_s=tp + dp,
+        bubble_fraction=bubble,
+    )

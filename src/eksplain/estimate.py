@@ -1,0 +1,360 @@
+"""The estimate use case: memory, speed and cost of one model on one hardware choice.
+
+enumerate nothing, decide nothing: take one configuration (``EstimateRequest``), run the memory,
+speed and cost estimators on it, and return an ``Estimate`` whose ``to_dict()`` is the JSON
+contract of docs/json.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from eksplain.calibration import Calibration, load_calibration
+from eksplain.catalog import Model, resolve_model
+from eksplain.checkpoint import (
+    Checkpoint,
+    checkpoint_plan,
+    failure_rate,
+    find_storage,
+    load_storage,
+)
+from eksplain.comms import inter_node_link, intra_node_link
+from eksplain.compute import (
+    ServingSpeed,
+    TrainingSetup,
+    TrainingSpeed,
+    rates,
+    serving_shape,
+    serving_speed,
+    training_speed,
+)
+from eksplain.cost import Cost, NodePlan, Throughput, cost, node_plan
+from eksplain.errors import InputError
+from eksplain.hardware import HardwareCatalog, HardwareChoice, find_accelerator, resolve_hardware
+from eksplain.memory import (
+    LORA_TARGETS,
+    KvCapacity,
+    MemoryBreakdown,
+    ServingConfig,
+    TrainingConfig,
+    kv_bytes_per_token,
+    lora_parameters,
+    serving_memory,
+    training_memory,
+    weight_bytes,
+)
+from eksplain.parallel import Parallelism
+from eksplain.units import normalise_dtype, parse_count
+
+__all__ = ["Estimate", "EstimateRequest", "Speed", "run_estimate"]
+
+_WEIGHT_FORMATS = {"awq", "gptq", "nf4", "int8-wo"}
+
+
+class EstimateRequest(BaseModel):
+    """Inputs of ``eksplain estimate``: model and hardware, and defaults for everything else."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(min_length=1, description="catalogue id/alias or path to a config.json")
+    hardware: str = Field(min_length=1, description="accelerator name or EC2 instance type")
+    devices: int | None = Field(default=None, ge=1)
+    task: Literal["inference", "training"] = "inference"
+    dtype: str = "bf16"
+    kv_dtype: str = "auto"
+    batch: int = Field(default=1, ge=1)
+    seq_len: int = Field(default=4096, ge=1)
+    tp: int = Field(default=1, ge=1)
+    pp: int = Field(default=1, ge=1)
+    dp: int | None = Field(default=None, ge=1)
+    cp: int = Field(default=1, ge=1)
+    ep: int = Field(default=1, ge=1)
+    zero: int = Field(default=0, ge=0, le=3)
+    fsdp: Literal["none", "full", "hybrid"] = "none"
+    method: Literal["full", "lora", "qlora"] = "full"
+    lora_rank: int = Field(default=16, ge=1)
+    optimizer: Literal["adamw", "adamw-8bit", "sgd", "adafactor"] = "adamw"
+    recompute: Literal["none", "selective", "full"] = "none"
+    precision: Literal["mixed", "bf16", "fp32"] = "mixed"
+    engine: Literal["vllm", "sglang", "trtllm", "hf", "neuron"] = "vllm"
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    max_num_batched_tokens: int | None = Field(default=None, ge=1)
+    flash_attention: bool = True
+    # speed and cost
+    input_tokens: int | None = Field(default=None, ge=1)
+    output_tokens: int | None = Field(default=None, ge=1)
+    tpot_target_s: float | None = Field(default=None, gt=0)
+    tokens: str | None = Field(default=None, description="training data size, e.g. 300B")
+    global_batch: int | None = Field(default=None, ge=1, description="sequences per step")
+    region: str = "us-east-1"
+    capacity_type: Literal["on-demand", "spot"] = "on-demand"
+    utilization: float = Field(default=1.0, gt=0, le=1)
+    storage: str = "fsx-lustre"
+
+
+@dataclass(frozen=True)
+class Speed:
+    serving: ServingSpeed | None
+    max_batch_for_tpot: int | None
+    training: TrainingSpeed | None
+    time_to_train_s: float | None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The answer of ``estimate``: memory per device, fit, limits, speed and cost."""
+
+    request: EstimateRequest
+    model: Model
+    choice: HardwareChoice
+    parallel: Parallelism
+    memory: MemoryBreakdown
+    kv: KvCapacity | None
+    fits: bool
+    max_batch: int
+    max_seq_len: int
+    seq_len: int  # tokens per sequence the estimate is for (prompt + output when given)
+    weight_format: str
+    speed: Speed
+    cost: Cost
+    checkpoint: Checkpoint | None
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract (docs/json.md); keys and types are stable."""
+        from eksplain.serialize import estimate_dict
+
+        return estimate_dict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _weight_format(req: EstimateRequest, model: Model) -> str:
+    """The storage format of the weights: a pre-quantized checkpoint's, else ``--dtype``."""
+    if model.quantization is not None and req.dtype in ("bf16", "auto"):
+        method = model.quantization.method
+        if method == "bitsandbytes":
+            return "nf4" if model.quantization.bits == 4 else "int8-wo"
+        return method if method in _WEIGHT_FORMATS | {"fp8"} else "bf16"
+    if req.dtype.lower() in _WEIGHT_FORMATS:
+        return req.dtype.lower()
+    return normalise_dtype(req.dtype)
+
+
+def _parallelism(req: EstimateRequest, devices: int) -> Parallelism:
+    """DP: serving replicas that the devices hold, or the data-parallel degree of training."""
+    dp = req.dp or max(devices // (req.tp * req.pp * req.cp), 1)
+    return Parallelism(tp=req.tp, pp=req.pp, dp=dp, cp=req.cp, ep=req.ep)
+
+
+def _check_context(model: Model, tokens: int) -> None:
+    limit = model.architecture.max_context
+    if tokens > limit:
+        scaling = model.architecture.rope_scaling_factor
+        note = f"; its config already applies rope scaling x{scaling:g}" if scaling else (
+            "; rope scaling can extend it when the engine supports it")
+        raise InputError(
+            f"{tokens:,} tokens per sequence is more than the model's maximum context of "
+            f"{limit:,}{note}.",
+            hint="lower --seq-len or --input-tokens/--output-tokens",
+        )
+
+
+def _serving_config(req: EstimateRequest, fmt: str, par: Parallelism, batch: int,
+                    seq_len: int) -> ServingConfig:
+    return ServingConfig(
+        weight_format=fmt, kv_dtype=req.kv_dtype, batch=batch, seq_len=seq_len, parallel=par,
+        engine="hf" if req.engine == "hf" else "vllm",
+        gpu_memory_utilization=req.gpu_memory_utilization, max_num_seqs=req.max_num_seqs,
+        max_num_batched_tokens=req.max_num_batched_tokens,
+    )
+
+
+def _training_config(req: EstimateRequest, par: Parallelism, batch: int,
+                     seq_len: int) -> TrainingConfig:
+    return TrainingConfig(
+        precision=req.precision, micro_batch=batch, seq_len=seq_len, parallel=par,
+        zero=req.zero, fsdp=req.fsdp, method=req.method, lora_rank=req.lora_rank,
+        lora_targets=LORA_TARGETS, optimizer=req.optimizer, recompute=req.recompute,
+        flash_attention=req.flash_attention, microbatches=_microbatches(req, par),
+    )
+
+
+def _microbatches(req: EstimateRequest, par: Parallelism) -> int:
+    if req.global_batch is None:
+        return 1
+    per_step = req.batch * par.dp
+    if req.global_batch % per_step:
+        raise InputError(
+            f"--global-batch {req.global_batch} is not a multiple of --batch x DP = {per_step}.",
+            hint=f"use a multiple of {per_step}",
+        )
+    return req.global_batch // per_step
+
+
+def _largest(fits: Callable[[int], bool], limit: int) -> int:
+    """Largest n in [1, limit] with fits(n), assuming monotonicity; 0 when even 1 does not fit."""
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while high <= limit and fits(high):
+        low, high = high, high * 2
+    high = min(high, limit + 1)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
+
+
+@dataclass(frozen=True)
+class _Context:
+    req: EstimateRequest
+    model: Model
+    choice: HardwareChoice
+    catalog: HardwareCatalog
+    cal: Calibration
+    par: Parallelism
+    fmt: str
+    capacity: int
+
+
+def _plan(ctx: _Context) -> NodePlan:
+    return node_plan(ctx.catalog, ctx.choice.accelerator.id, ctx.choice.devices,
+                     ctx.choice.instance, ctx.req.region, ctx.req.capacity_type)
+
+
+def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, int | None]:
+    req, acc = ctx.req, ctx.choice.accelerator
+    if req.input_tokens is None or req.output_tokens is None:
+        return None, None
+    fmt = ctx.cal.format(ctx.fmt)
+    kv_bits = 8 if req.kv_dtype.startswith("fp8") else 16
+    shape = serving_shape(
+        ctx.model, weight_bytes(ctx.model, fmt, ctx.par, ctx.cal.engine("vllm").vocab_padding),
+        kv_bytes_per_token(ctx.model.architecture, kv_bits, ctx.par), ctx.par, fmt.weight_only)
+    proxy = find_accelerator(ctx.catalog, "nvidia-a10") if acc.id == "nvidia-a10g" else None
+    r = rates(acc, ctx.fmt, proxy)
+    eff = ctx.cal.speed.serving_for(acc.architecture)
+    link = intra_node_link(acc, ctx.cal.links) if ctx.par.tp * ctx.par.pp > 1 else None
+
+    def run(batch: int) -> ServingSpeed:
+        load = (batch, req.input_tokens or 1, req.output_tokens or 1)
+        return serving_speed(ctx.model, shape, r, eff, load, ctx.par, link)
+
+    best = None
+    if req.tpot_target_s is not None and max_batch:
+        best = _largest(lambda b: run(b).tpot_s <= (req.tpot_target_s or 0), max_batch)
+    return run(req.batch), best
+
+
+def _training_speed(ctx: _Context, plan: NodePlan) -> TrainingSpeed:
+    req, acc, par = ctx.req, ctx.choice.accelerator, ctx.par
+    setup = TrainingSetup(
+        seq_len=req.seq_len, micro_batch=req.batch, microbatches=_microbatches(req, par),
+        parallel=par, recompute=req.recompute, sharded=req.fsdp != "none" or req.zero == 3,
+        trainable_fraction=1.0 if req.method == "full" else _lora_fraction(ctx),
+        intra_link=intra_node_link(acc, ctx.cal.links),
+        inter_link=inter_node_link(plan.instance, ctx.cal.links),
+        devices_per_node=max(plan.instance.accelerator_count, 1),
+    )
+    r = rates(acc, "bf16")
+    eff = ctx.cal.speed.training_efficiency(acc.architecture, ctx.model.architecture.hidden_size,
+                                            r.compute_dtype)
+    return training_speed(ctx.model, setup, r, eff, ctx.cal.speed.dp_overlap)
+
+
+def _lora_fraction(ctx: _Context) -> float:
+    adapters = lora_parameters(ctx.model.architecture, ctx.req.lora_rank, LORA_TARGETS)
+    return adapters / ctx.model.params.total
+
+
+def _checkpoint_bytes(ctx: _Context) -> int:
+    """Weights in 16 bits and fp32 master weights with two moments (AdamW): 14 bytes/param;
+    LoRA saves its adapters with their fp32 states only (16 bytes each)."""
+    if ctx.req.method != "full":
+        return lora_parameters(ctx.model.architecture, ctx.req.lora_rank, LORA_TARGETS) * 16
+    return ctx.model.params.total * 14
+
+
+def _serving(ctx: _Context) -> Estimate:
+    req = ctx.req
+    seq = req.input_tokens + req.output_tokens if (
+        req.input_tokens and req.output_tokens) else req.seq_len
+    _check_context(ctx.model, seq)
+    mem = serving_memory(ctx.model, ctx.capacity,
+                         _serving_config(req, ctx.fmt, ctx.par, req.batch, seq), ctx.cal,
+                         ctx.choice.devices)
+    speed, best = _serving_speed(ctx, mem.kv.max_batch)
+    plan = _plan(ctx)
+    replicas = ctx.par.dp
+    out_rate = speed.output_tokens_per_s * replicas if speed else 0.0
+    in_rate = out_rate * (req.input_tokens or 0) / (req.output_tokens or 1)
+    money = cost(plan, Throughput(out_rate, in_rate), req.utilization,
+                 ctx.cal.eks_control_plane_usd_per_hour, req.region, req.capacity_type)
+    return Estimate(
+        request=req, model=ctx.model, choice=ctx.choice, parallel=ctx.par,
+        memory=mem.breakdown, kv=mem.kv, fits=mem.fits, max_batch=mem.kv.max_batch,
+        max_seq_len=mem.kv.max_seq_len, seq_len=seq, weight_format=ctx.fmt,
+        speed=Speed(speed, best, None, None), cost=money, checkpoint=None,
+        notes=_notes(ctx, plan),
+    )
+
+
+def _training(ctx: _Context) -> Estimate:
+    req, cal, model = ctx.req, ctx.cal, ctx.model
+    _check_context(model, req.seq_len)
+    devices = ctx.choice.devices
+
+    def memory(batch: int, seq: int) -> MemoryBreakdown:
+        cfg = _training_config(req, ctx.par, batch, seq)
+        return training_memory(model, ctx.capacity, cfg, cal, devices).breakdown
+
+    mem = memory(req.batch, req.seq_len)
+    plan = _plan(ctx)
+    speed = _training_speed(ctx, plan)
+    tokens = parse_count(req.tokens) if req.tokens else None
+    seconds = tokens / (speed.tokens_per_s_per_device * ctx.par.devices) if tokens else None
+    money = cost(plan, Throughput(hours=(seconds or 0) / 3600), req.utilization,
+                 cal.eks_control_plane_usd_per_hour, req.region, req.capacity_type)
+    check = checkpoint_plan(_checkpoint_bytes(ctx), ctx.par.devices, plan.nodes,
+                            find_storage(load_storage(), req.storage), failure_rate())
+    return Estimate(
+        request=req, model=model, choice=ctx.choice, parallel=ctx.par, memory=mem, kv=None,
+        fits=mem.fits, max_batch=_largest(lambda b: memory(b, req.seq_len).fits, 4096),
+        max_seq_len=_largest(lambda s: memory(req.batch, s).fits,
+                             model.architecture.max_context),
+        seq_len=req.seq_len, weight_format=ctx.fmt, speed=Speed(None, None, speed, seconds), cost=money,
+        checkpoint=check, notes=_notes(ctx, plan),
+    )
+
+
+def _notes(ctx: _Context, plan: NodePlan) -> tuple[str, ...]:
+    notes = []
+    if ctx.req.engine in ("sglang", "trtllm", "neuron"):
+        notes.append(f"{ctx.req.engine}'s memory is estimated with vLLM's pool rules; only vLLM "
+                     "and transformers are calibrated")
+    if ctx.req.task == "training" and plan.nodes > 1 and not plan.instance.efa_interfaces:
+        notes.append(f"{plan.nodes} nodes of {plan.instance.name} without EFA: gradients cross "
+                     "nodes over TCP (ENA)")
+    if ctx.req.task == "training" and not ctx.req.tokens:
+        notes.append("no --tokens given: speed is per step only, with no time or cost to train")
+    return tuple(notes)
+
+
+def run_estimate(req: EstimateRequest, catalog: HardwareCatalog) -> Estimate:
+    """Memory, speed and cost of one model on one hardware choice."""
+    model = resolve_model(req.model)
+    choice = resolve_hardware(catalog, req.hardware, req.devices)
+    cal = load_calibration()
+    ctx = _Context(
+        req=req, model=model, choice=choice, catalog=catalog, cal=cal,
+        par=_parallelism(req, choice.devices), fmt=_weight_format(req, model),
+        capacity=cal.visible_bytes(choice.accelerator.id, choice.accelerator.memory_bytes),
+    )
+    return _serving(ctx) if req.task == "inference" else _training(ctx)

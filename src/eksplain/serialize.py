@@ -1,0 +1,159 @@
+"""JSON forms of results: the stable contract of ``--json`` and the HTTP API (docs/json.md)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eksplain.api import HardwareRow
+    from eksplain.catalog import ModelEntry
+    from eksplain.compute import ServingSpeed, TrainingSpeed
+    from eksplain.estimate import Estimate
+
+__all__ = ["estimate_dict", "hardware_row_dict", "model_entry_dict"]
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _serving_speed(s: ServingSpeed, best: int | None) -> dict[str, Any]:
+    return {
+        "batch": s.batch,
+        "ttft_s": _round(s.ttft_s),
+        "tpot_s": _round(s.tpot_s),
+        "decode_tokens_per_s": _round(s.decode_tokens_per_s, 2),
+        "prefill_tokens_per_s": _round(s.prefill_tokens_per_s, 2),
+        "requests_per_s": _round(s.requests_per_s, 4),
+        "output_tokens_per_s": _round(s.output_tokens_per_s, 2),
+        "decode_bound": s.decode_bound,
+        "critical_batch": s.critical_batch,
+        "max_batch_for_tpot_target": best,
+        "curve": [{"batch": b, "decode_tokens_per_s": _round(t, 2), "tpot_s": _round(lat)}
+                  for b, t, lat in s.curve],
+    }
+
+
+def _training_speed(s: TrainingSpeed, seconds: float | None, devices: int) -> dict[str, Any]:
+    return {
+        "step_time_s": _round(s.step_time_s),
+        "tokens_per_step": s.tokens_per_step,
+        "tokens_per_s_per_device": _round(s.tokens_per_s_per_device, 2),
+        "tflops_per_device": _round(s.tflops_per_device, 2),
+        "mfu": _round(s.mfu, 4),
+        "compute_s": _round(s.compute_s),
+        "communication_s": _round(s.communication_s),
+        "bubble_fraction": _round(s.bubble_fraction, 4),
+        "time_to_train_s": _round(seconds, 1),
+        "gpu_hours": _round(seconds * devices / 3600, 1) if seconds else None,
+    }
+
+
+def _cost(est: Estimate) -> dict[str, Any]:
+    c = est.cost
+    return {
+        "price_known": c.price_known,
+        "instance_type": c.instance_type,
+        "nodes": c.nodes,
+        "region": c.region,
+        "capacity_type": c.capacity_type,
+        "price_date": c.price_date or None,
+        "utilization": est.request.utilization,
+        "usd_per_hour": _round(c.usd_per_hour, 4),
+        "usd_per_month": _round(c.usd_per_month, 2),
+        "usd_per_million_output_tokens": _round(c.usd_per_million_output_tokens, 4),
+        "usd_per_million_input_tokens": _round(c.usd_per_million_input_tokens, 4),
+        "usd_total": _round(c.usd_total, 2),
+        "eks_control_plane_usd_per_hour": c.eks_control_plane_usd_per_hour,
+        "note": c.note or None,
+    }
+
+
+def estimate_dict(est: Estimate) -> dict[str, Any]:
+    m, acc, par = est.memory, est.choice.accelerator, est.parallel
+    out: dict[str, Any] = {
+        "model": {"id": est.model.id, "params_total": est.model.params.total,
+                  "params_active": est.model.params.active},
+        "hardware": {"id": acc.id,
+                     "instance_type": est.choice.instance.name if est.choice.instance else None,
+                     "devices": est.choice.devices, "capacity_bytes_per_device": m.capacity_bytes},
+        "task": est.request.task,
+        "parallelism": {"tp": par.tp, "pp": par.pp, "dp": par.dp, "cp": par.cp, "ep": par.ep},
+        "weight_format": est.weight_format,
+        "memory_per_device": {
+            "weights_bytes": m.weights_bytes, "kv_cache_bytes": m.kv_cache_bytes,
+            "activations_bytes": m.activations_bytes, "gradients_bytes": m.gradients_bytes,
+            "optimizer_states_bytes": m.optimizer_states_bytes,
+            "overhead_bytes": m.overhead_bytes, "total_bytes": m.total_bytes,
+            "capacity_bytes": m.capacity_bytes, "headroom_bytes": m.headroom_bytes,
+        },
+        "fits": est.fits,
+        "seq_len": est.seq_len,
+        "max_batch": est.max_batch,
+        "max_seq_len": est.max_seq_len,
+    }
+    if est.kv is not None:
+        out["kv_cache"] = {
+            "bytes_per_token": est.kv.bytes_per_token, "pool_bytes": est.kv.pool_bytes,
+            "block_size": est.kv.block_size, "blocks": est.kv.blocks,
+            "capacity_tokens": est.kv.capacity_tokens,
+            "max_concurrency": round(est.kv.max_concurrency, 4),
+        }
+    sp = est.speed
+    if sp.serving is not None:
+        out["speed"] = _serving_speed(sp.serving, sp.max_batch_for_tpot)
+    if sp.training is not None:
+        out["speed"] = _training_speed(sp.training, sp.time_to_train_s, par.devices)
+    out["cost"] = _cost(est)
+    if est.checkpoint is not None:
+        out["checkpoint"] = {k: (_round(v, 3) if isinstance(v, float) else v)
+                             for k, v in asdict(est.checkpoint).items()}
+    out["notes"] = list(est.notes)
+    return out
+
+
+def hardware_row_dict(row: HardwareRow) -> dict[str, Any]:
+    inst, off = row.instance, row.offering
+    alloc = inst.allocatable
+    return {
+        "instance_type": inst.name,
+        "family": inst.family,
+        "accelerator_id": inst.accelerator_id,
+        "accelerator_count": inst.accelerator_count,
+        "accelerator_memory_bytes": row.accelerator_memory_bytes,
+        "vcpus": inst.vcpus,
+        "memory_bytes": inst.memory_bytes,
+        "cpu_architecture": inst.cpu_architecture,
+        "efa_interfaces": inst.efa_interfaces,
+        "network_gbps": inst.network_gbps,
+        "capacity": {"cpu_millicores": inst.capacity.cpu_millicores,
+                     "memory_bytes": inst.capacity.memory_bytes,
+                     "extended_resources": dict(inst.capacity.extended)},
+        "allocatable": {"cpu_millicores": alloc.cpu_millicores,
+                        "memory_bytes": alloc.memory_bytes,
+                        "extended_resources": dict(alloc.extended)},
+        "offering": None if off is None else {
+            "region": off.region, "capacity_type": off.capacity_type,
+            "price_usd_per_hour": off.price_usd_per_hour, "price_date": off.price_date,
+        },
+    }
+
+
+def model_entry_dict(entry: ModelEntry) -> dict[str, Any]:
+    m, a = entry.model, entry.model.architecture
+    return {
+        "id": m.id,
+        "aliases": list(entry.aliases),
+        "model_type": a.model_type,
+        "params_total": m.params.total,
+        "params_active": m.params.active,
+        "published_params_total": entry.published_total,
+        "params_source": entry.params_source,
+        "num_layers": a.num_layers,
+        "hidden_size": a.hidden_size,
+        "num_heads": a.attention.num_heads,
+        "num_kv_heads": a.attention.num_kv_heads,
+        "max_context": a.max_context,
+        "source": m.source,
+    }

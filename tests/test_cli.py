@@ -87,3 +87,66 @@ def test_validate_command(runner: CliRunner) -> None:
     assert result.exit_code == 0
     data = json.loads(result.output)
     assert data["summary"]["weights"]["cases"] >= 5
+
+
+def test_speed_and_cost_json(runner: CliRunner) -> None:
+    # Issue example: TPOT and dollars per million tokens for Llama-3.1-8B at batch 1 on an H100.
+    result = runner.invoke(app, ["estimate", "meta-llama/Llama-3.1-8B", "--hardware",
+                                 "h100-80gb", "--task", "inference", "--batch", "1",
+                                 "--input-tokens", "1024", "--output-tokens", "256", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    speed, cost = data["speed"], data["cost"]
+    for key in ("ttft_s", "tpot_s", "decode_tokens_per_s", "prefill_tokens_per_s",
+                "requests_per_s"):
+        assert speed[key] > 0, key
+    assert 0.004 < speed["tpot_s"] < 0.02  # memory-bound: 16 GB at 3.35 TB/s is 4.8 ms
+    for key in ("usd_per_hour", "usd_per_month", "usd_per_million_output_tokens"):
+        assert cost[key] > 0, key
+    assert cost["usd_per_month"] == round(cost["usd_per_hour"] * 730, 2)
+
+
+def test_training_speed_json(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["estimate", "llama-3.1-8b", "--hardware", "p5.48xlarge",
+                                 "--task", "training", "--fsdp", "full", "--seq-len", "4096",
+                                 "--tokens", "10B", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    speed = data["speed"]
+    for key in ("step_time_s", "tokens_per_s_per_device", "tflops_per_device", "mfu",
+                "time_to_train_s"):
+        assert speed[key] > 0, key
+    assert 0 < speed["mfu"] < 1
+    tokens_per_s = speed["tokens_per_s_per_device"] * 8
+    assert speed["time_to_train_s"] == round(10e9 / tokens_per_s, 1)
+    assert data["cost"]["usd_total"] > 0
+    assert data["checkpoint"]["interval_s"] > data["checkpoint"]["write_s"]
+
+
+def test_speed_and_cost_input_errors(runner: CliRunner, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad_price = tmp_path / "prices.csv"
+    bad_price.write_text("instance_type,region\np5.48xlarge,us-east-1\n")
+    cases = [
+        (["--input-tokens", "200000", "--output-tokens", "10"], "maximum context"),
+        (["--tpot-target", "fast"], "as a duration"),
+        (["--task", "training", "--tokens", "many"], "as a count"),
+        (["--price-file", str(bad_price)], "needs the columns"),
+        (["--task", "training", "--storage", "floppy"], "Unknown storage"),
+    ]
+    for extra, message in cases:
+        result = runner.invoke(app, ["estimate", "llama-3.1-8b", "--hardware", "h100", *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        assert message in result.output, (extra, result.output)
+
+
+def test_price_file_overrides(runner: CliRunner, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    prices = tmp_path / "spot.csv"
+    prices.write_text("instance_type,region,capacity_type,price_usd_per_hour,price_date\n"
+                      "p5.4xlarge,us-east-1,spot,2.50,2026-11-28\n")
+    result = runner.invoke(app, ["estimate", "llama-3.1-8b", "--hardware", "h100",
+                                 "--capacity-type", "spot", "--price-file", str(prices),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    cost = json.loads(result.output)["cost"]
+    assert cost["usd_per_hour"] == 2.5
+    assert "two minutes" in cost["note"]

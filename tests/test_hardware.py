@@ -85,8 +85,9 @@ def test_instance_type_means_all_its_accelerators() -> None:
     choice = resolve_hardware(load_catalog(), "p5.48xlarge", None)
     assert (choice.accelerator.id, choice.devices) == ("nvidia-h100-sxm5-80gb", 8)
     assert resolve_hardware(load_catalog(), "p5.48xlarge", 2).devices == 2
-    with pytest.raises(InputError, match="has 8 accelerators"):
-        resolve_hardware(load_catalog(), "p5.48xlarge", 16)
+    assert resolve_hardware(load_catalog(), "p5.48xlarge", 16).devices == 16  # two nodes
+    with pytest.raises(InputError, match="partly used"):
+        resolve_hardware(load_catalog(), "p5.48xlarge", 12)
 
 
 def test_unknown_names_suggest() -> None:

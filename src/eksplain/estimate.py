@@ -329,8 +329,8 @@ def _training(ctx: _Context) -> Estimate:
         fits=mem.fits, max_batch=_largest(lambda b: memory(b, req.seq_len).fits, 4096),
         max_seq_len=_largest(lambda s: memory(req.batch, s).fits,
                              model.architecture.max_context),
-        seq_len=req.seq_len, weight_format=ctx.fmt, speed=Speed(None, None, speed, seconds), cost=money,
-        checkpoint=check, notes=_notes(ctx, plan),
+        seq_len=req.seq_len, weight_format=ctx.fmt, speed=Speed(None, None, speed, seconds),
+        cost=money, checkpoint=check, notes=_notes(ctx, plan),
     )
 
 
@@ -342,6 +342,9 @@ def _notes(ctx: _Context, plan: NodePlan) -> tuple[str, ...]:
     if ctx.req.task == "training" and plan.nodes > 1 and not plan.instance.efa_interfaces:
         notes.append(f"{plan.nodes} nodes of {plan.instance.name} without EFA: gradients cross "
                      "nodes over TCP (ENA)")
+    if ctx.req.task == "training" and ctx.req.storage == "fsx-lustre":
+        notes.append("checkpoint times assume FSx for Lustre PERSISTENT_2-125 sized to hold two "
+                     "checkpoints; provision more throughput per TiB to write faster")
     if ctx.req.task == "training" and not ctx.req.tokens:
         notes.append("no --tokens given: speed is per step only, with no time or cost to train")
     return tuple(notes)

@@ -318,7 +318,8 @@ def find_instance(catalog: HardwareCatalog, name: str) -> InstanceType:
 def resolve_hardware(catalog: HardwareCatalog, name: str, devices: int | None) -> HardwareChoice:
     """Resolve ``--hardware`` (accelerator or instance type) and ``--devices`` to a choice.
 
-    An instance type means all of its accelerators unless ``devices`` says fewer.
+    An instance type means all of its accelerators unless ``devices`` says fewer; a multiple of
+    its accelerator count means several nodes.
     """
     if devices is not None and devices < 1:
         raise InputError(f"--devices must be at least 1, not {devices}.")
@@ -330,10 +331,12 @@ def resolve_hardware(catalog: HardwareCatalog, name: str, devices: int | None) -
                 hint="pick a GPU, Trainium or Inferentia instance, or an accelerator name",
             )
         count = devices or inst.accelerator_count
-        if count > inst.accelerator_count:
+        if count > inst.accelerator_count and count % inst.accelerator_count:
             raise InputError(
-                f"{inst.name} has {inst.accelerator_count} accelerators, not {count}.",
-                hint=f"use --devices between 1 and {inst.accelerator_count}",
+                f"{inst.name} has {inst.accelerator_count} accelerators; {count} devices would "
+                "leave a node partly used.",
+                hint=f"use --devices up to {inst.accelerator_count}, or a multiple of it for "
+                     "several nodes",
             )
         return HardwareChoice(find_accelerator(catalog, inst.accelerator_id), count, inst)
     return HardwareChoice(find_accelerator(catalog, name), devices or 1, None)

@@ -1,0 +1,94 @@
+"""Speed: the roofline worked by hand, and no estimate beyond what the hardware can do."""
+
+import pytest
+
+from eksplain.calibration import load_calibration
+from eksplain.catalog import ModelEntry, find_model, load_models
+from eksplain.comms import Link, all_gather_s, all_reduce_s
+from eksplain.compute import (
+    TrainingSetup,
+    rates,
+    serving_shape,
+    serving_speed,
+    training_flops_per_token,
+    training_speed,
+)
+from eksplain.hardware import find_accelerator, load_catalog
+from eksplain.memory import kv_bytes_per_token, weight_bytes
+from eksplain.parallel import Parallelism
+
+CAL = load_calibration()
+CATALOG = load_catalog()
+ENTRIES = load_models()
+ACCELERATORS = [a for a in CATALOG.accelerators if a.peak("bf16") or a.peak("fp16")]
+
+
+def _speed(entry: ModelEntry, acc_name: str, load: tuple[int, int, int]):  # type: ignore[no-untyped-def]
+    model, acc, par = entry.model, find_accelerator(CATALOG, acc_name), Parallelism()
+    shape = serving_shape(model, weight_bytes(model, CAL.format("bf16"), par),
+                          kv_bytes_per_token(model.architecture, 16, par), par, False)
+    eff = CAL.speed.serving_for(acc.architecture)
+    return serving_speed(model, shape, rates(acc, "bf16"), eff, load, par, None), shape, acc
+
+
+def test_ring_collectives_by_hand() -> None:
+    link = Link("test", bus_bytes_per_s=100e9, latency_s=10e-6)
+    # all-reduce of 1 GB over 8 ranks moves 2 x 7/8 GB per rank: 17.5 ms + 10 us.
+    assert all_reduce_s(1e9, 8, link) == pytest.approx(0.0175 + 10e-6)
+    assert all_gather_s(1e9, 8, link) == pytest.approx(0.00875 + 10e-6)
+    assert all_reduce_s(1e9, 1, link) == 0.0
+
+
+def test_batch_one_decode_is_bandwidth_bound_by_hand() -> None:
+    # Llama-3.1-8B bf16 on an H100: 16,060,522,496 weight bytes at 3,350 GB/s x 0.75, plus the
+    # KV cache of a 1,152-token context, plus 0.5 ms of step overhead.
+    entry = find_model(ENTRIES, "meta-llama/Llama-3.1-8B")
+    speed, _, _ = _speed(entry, "h100", (1, 1024, 256))
+    weights_s = 16_060_522_496 / (3350e9 * 0.75)
+    kv_s = 1152 * 131_072 / (3350e9 * 0.75)
+    assert speed.tpot_s == pytest.approx(weights_s + kv_s + 0.0005, rel=1e-6)
+    assert speed.decode_bound == "memory"
+
+
+def test_training_flops_per_token() -> None:
+    # 6N + 12 L q s for Llama-3.1-8B at 8k: N = 7,504,924,672 matrix parameters (8.03B minus
+    # the input embedding and norms), 12 x 32 x 4096 x 8192.
+    entry = find_model(ENTRIES, "meta-llama/Llama-3.1-8B")
+    model_flops, hw_flops = training_flops_per_token(entry.model, 8192, "full")
+    n = 8_030_261_248 - 128256 * 4096 - 266_240
+    assert model_flops == pytest.approx(6 * n + 12 * 32 * 4096 * 8192)
+    assert hw_flops == pytest.approx(model_flops + 2 * n + 4 * 32 * 4096 * 8192)
+
+
+def test_pipeline_bubble() -> None:
+    entry = find_model(ENTRIES, "meta-llama/Llama-3.1-8B")
+    setup = TrainingSetup(seq_len=4096, micro_batch=1, microbatches=12,
+                          parallel=Parallelism(pp=4, dp=1), recompute="none", sharded=False,
+                          trainable_fraction=1.0, intra_link=None, inter_link=None,
+                          devices_per_node=8)
+    speed = training_speed(entry.model, setup, rates(find_accelerator(CATALOG, "h100"), "bf16"),
+                           0.5, 0.9)
+    assert speed.bubble_fraction == pytest.approx(3 / 15)  # (p-1) / (m+p-1)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.model.id)
+def test_never_beyond_the_hardware(entry: ModelEntry) -> None:
+    """No decode faster than the bandwidth allows, no FLOP rate above the peak, MFU <= 1."""
+    experts = entry.model.architecture.experts
+    # A step of 8 sequences must at least read the dense weights and the experts it routes to
+    # (for MoE, the expected number of distinct experts 8 x k routings hit).
+    touched = 1 - (1 - experts.experts_per_token / experts.num_experts) ** 8 if experts else 1.0
+    for acc in ACCELERATORS:
+        speed, shape, _ = _speed(entry, acc.id, (8, 512, 128))
+        floor = shape.weight_bytes - shape.expert_bytes * (1 - touched)
+        assert speed.tpot_s >= floor / acc.memory_bandwidth_bytes_per_s
+        peak = rates(acc, "bf16").peak_flops
+        assert speed.output_tokens_per_s * 2 * shape.matrix_params <= peak
+        setup = TrainingSetup(seq_len=2048, micro_batch=1, microbatches=1,
+                              parallel=Parallelism(), recompute="none", sharded=False,
+                              trainable_fraction=1.0, intra_link=None, inter_link=None,
+                              devices_per_node=8)
+        eff = CAL.speed.training_efficiency(acc.architecture,
+                                            entry.model.architecture.hidden_size, "bf16")
+        train = training_speed(entry.model, setup, rates(acc, "bf16"), eff, 0.9)
+        assert 0 < train.mfu <= 1

@@ -150,3 +150,15 @@ def test_price_file_overrides(runner: CliRunner, tmp_path) -> None:  # type: ign
     cost = json.loads(result.output)["cost"]
     assert cost["usd_per_hour"] == 2.5
     assert "two minutes" in cost["note"]
+
+
+def test_unknown_region_keeps_speed_and_says_price_unknown(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["estimate", "llama-3.1-8b", "--hardware", "h100",
+                                 "--input-tokens", "512", "--output-tokens", "128",
+                                 "--region", "eu-west-1", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["speed"]["tpot_s"] > 0
+    assert data["cost"]["price_known"] is False
+    assert data["cost"]["usd_per_hour"] is None
+    assert "eu-west-1" in data["cost"]["note"]

@@ -19,6 +19,7 @@ __all__ = [
     "LinkCalibration",
     "all_gather_s",
     "all_reduce_s",
+    "all_to_all_s",
     "inter_node_link",
     "intra_node_link",
 ]
@@ -47,6 +48,14 @@ def all_gather_s(buffer_bytes: float, ranks: int, link: Link) -> float:
         return 0.0
     moved = (ranks - 1) / ranks * buffer_bytes
     return link.latency_s + moved / link.bus_bytes_per_s
+
+
+def all_to_all_s(buffer_bytes: float, ranks: int, link: Link) -> float:
+    """Seconds for an all-to-all in which each rank sends ``buffer_bytes`` in total, keeping
+    1/n of it (MoE token dispatch under expert parallelism)."""
+    if ranks <= 1 or buffer_bytes <= 0:
+        return 0.0
+    return link.latency_s + (ranks - 1) / ranks * buffer_bytes / link.bus_bytes_per_s
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from eksplain.catalog import Model
-from eksplain.comms import Link, all_gather_s, all_reduce_s
+from eksplain.comms import Link, all_gather_s, all_reduce_s, all_to_all_s
 from eksplain.hardware import Accelerator
 from eksplain.model import Architecture
 from eksplain.parallel import Parallelism, stage_layers
@@ -199,11 +199,17 @@ def _experts_touched(arch: Architecture, batch: int) -> float:
 
 def _tp_comm_s(tokens: float, arch: Architecture, shape: ServingShape, par: Parallelism,
                link: Link | None) -> float:
-    """Two all-reduces of the hidden states per layer under tensor parallelism."""
-    if par.tp <= 1 or link is None:
+    """Two all-reduces of the hidden states per layer under tensor parallelism, and, with
+    expert parallelism, two all-to-alls per MoE layer (dispatch to the experts and back)."""
+    if link is None:
         return 0.0
     buffer = tokens * arch.hidden_size * ACTIVATION_BYTES
-    return 2 * shape.layers * all_reduce_s(buffer, par.tp, link)
+    time = 2 * shape.layers * all_reduce_s(buffer, par.tp, link) if par.tp > 1 else 0.0
+    if par.ep > 1 and arch.experts is not None:
+        moe_layers = len(arch.moe_layers) * shape.layers / arch.num_layers
+        routed = buffer * arch.experts.experts_per_token
+        time += 2 * moe_layers * all_to_all_s(routed, par.ep, link)
+    return time
 
 
 def _decode_step(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,

@@ -98,6 +98,15 @@ class EstimateRequest(BaseModel):
 
 
 @dataclass(frozen=True)
+class Storage:
+    """Where the model's weights (serving) or checkpoints (training) are kept, and its price."""
+
+    storage: str
+    stored_bytes: int
+    usd_per_month: float | None
+
+
+@dataclass(frozen=True)
 class Speed:
     serving: ServingSpeed | None
     max_batch_for_tpot: int | None
@@ -122,6 +131,7 @@ class Estimate:
     weight_format: str
     speed: Speed
     cost: Cost
+    storage: Storage
     checkpoint: Checkpoint | None
     notes: tuple[str, ...]
 
@@ -241,7 +251,7 @@ def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, 
     proxy = find_accelerator(ctx.catalog, "nvidia-a10") if acc.id == "nvidia-a10g" else None
     r = rates(acc, ctx.fmt, proxy)
     eff = ctx.cal.speed.serving_for(acc.architecture)
-    link = intra_node_link(acc, ctx.cal.links) if ctx.par.tp * ctx.par.pp > 1 else None
+    link = intra_node_link(acc, ctx.cal.links) if ctx.par.model_devices * ctx.par.ep > 1 else None
 
     def run(batch: int) -> ServingSpeed:
         load = (batch, req.input_tokens or 1, req.output_tokens or 1)
@@ -282,6 +292,12 @@ def _checkpoint_bytes(ctx: _Context) -> int:
     return ctx.model.params.total * 14
 
 
+def _storage(ctx: _Context, stored: int) -> Storage:
+    option = find_storage(load_storage(), ctx.req.storage)
+    price = option.price_usd_per_gb_month
+    return Storage(option.id, stored, stored / 1e9 * price if price is not None else None)
+
+
 def _serving(ctx: _Context) -> Estimate:
     req = ctx.req
     seq = req.input_tokens + req.output_tokens if (
@@ -301,8 +317,9 @@ def _serving(ctx: _Context) -> Estimate:
         request=req, model=ctx.model, choice=ctx.choice, parallel=ctx.par,
         memory=mem.breakdown, kv=mem.kv, fits=mem.fits, max_batch=mem.kv.max_batch,
         max_seq_len=mem.kv.max_seq_len, seq_len=seq, weight_format=ctx.fmt,
-        speed=Speed(speed, best, None, None), cost=money, checkpoint=None,
-        notes=_notes(ctx, plan),
+        speed=Speed(speed, best, None, None), cost=money,
+        storage=_storage(ctx, weight_bytes(ctx.model, ctx.cal.format(ctx.fmt), Parallelism())),
+        checkpoint=None, notes=_notes(ctx, plan),
     )
 
 
@@ -330,7 +347,8 @@ def _training(ctx: _Context) -> Estimate:
         max_seq_len=_largest(lambda s: memory(req.batch, s).fits,
                              model.architecture.max_context),
         seq_len=req.seq_len, weight_format=ctx.fmt, speed=Speed(None, None, speed, seconds),
-        cost=money, checkpoint=check, notes=_notes(ctx, plan),
+        cost=money, storage=_storage(ctx, 2 * check.size_bytes), checkpoint=check,
+        notes=_notes(ctx, plan),
     )
 
 

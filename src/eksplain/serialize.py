@@ -106,6 +106,8 @@ def estimate_dict(est: Estimate) -> dict[str, Any]:
     if sp.training is not None:
         out["speed"] = _training_speed(sp.training, sp.time_to_train_s, par.devices)
     out["cost"] = _cost(est)
+    out["storage"] = {"storage": est.storage.storage, "stored_bytes": est.storage.stored_bytes,
+                      "usd_per_month": _round(est.storage.usd_per_month, 2)}
     if est.checkpoint is not None:
         out["checkpoint"] = {k: (_round(v, 3) if isinstance(v, float) else v)
                              for k, v in asdict(est.checkpoint).items()}

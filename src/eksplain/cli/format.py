@@ -134,6 +134,10 @@ def speed_lines(est: Estimate) -> list[str]:
             lines.append(f"time to train: {format_duration(sp.time_to_train_s)} "
                          f"({hours:,.0f} device-hours)")
     lines.extend(_cost_lines(est))
+    st = est.storage
+    what = "model cache" if est.request.task == "inference" else "two checkpoints"
+    price = f": ${st.usd_per_month:,.2f}/month" if st.usd_per_month is not None else ""
+    lines.append(f"storage: {what} of {format_bytes(st.stored_bytes)} on {st.storage}{price}")
     if est.checkpoint is not None:
         c = est.checkpoint
         lines.append(

@@ -1,6 +1,8 @@
 """The facade: the one module front ends (CLI, HTTP) import.
 
     estimate(EstimateRequest, offerings=None) -> Estimate   memory, speed and cost of one setup
+    plan(WorkloadSpec, offerings=None) -> Plan               the cheapest setup that meets a spec
+    load_spec(path) / spec_schema()                          the workload spec
     models() -> catalogue entries
     hardware(family, min_memory) -> instance types with prices
     load_price_file(path) -> offerings from a user's CSV (front ends read files, the core does not)
@@ -26,19 +28,29 @@ from eksplain.hardware import (
     load_catalog,
     offering_for,
 )
-from eksplain.serialize import hardware_row_dict, model_entry_dict
+from eksplain.search import Plan
+from eksplain.search import plan as run_plan
+from eksplain.serialize import hardware_row_dict, model_entry_dict, plan_dict
+from eksplain.spec import WorkloadSpec, load_spec, spec_from_dict, spec_schema
 from eksplain.units import parse_bytes
 
 __all__ = [
     "Estimate",
     "EstimateRequest",
     "HardwareRow",
+    "Plan",
+    "WorkloadSpec",
     "estimate",
     "hardware",
     "hardware_row_dict",
     "load_price_file",
+    "load_spec",
     "model_entry_dict",
     "models",
+    "plan",
+    "plan_dict",
+    "spec_from_dict",
+    "spec_schema",
 ]
 
 
@@ -51,6 +63,17 @@ def estimate(request: EstimateRequest, offerings: tuple[Offering, ...] = ()) -> 
     if offerings:
         catalog = dataclasses.replace(catalog, offerings=offerings + catalog.offerings)
     return run_estimate(request, catalog)
+
+
+def plan(spec: WorkloadSpec, offerings: tuple[Offering, ...] = ()) -> Plan:
+    """The cheapest configuration that meets the spec, its alternatives, rejections and reasons.
+
+    Raises ``InfeasibleError`` naming what would have to change when nothing qualifies.
+    """
+    catalog = load_catalog()
+    if offerings:
+        catalog = dataclasses.replace(catalog, offerings=offerings + catalog.offerings)
+    return run_plan(spec, catalog)
 
 
 def models() -> tuple[ModelEntry, ...]:

@@ -36,6 +36,7 @@ class StorageOption:
     price_usd_per_gb_month: float | None
     source: str
     per_tib_bytes_per_s: float | None = None  # throughput that scales with provisioned size
+    min_size_bytes: int = 0  # smallest file system that can be provisioned
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def load_storage() -> tuple[StorageOption, ...]:
             price_usd_per_gb_month=r.get("price_usd_per_gb_month"),
             source=str(r.get("source", "")),
             per_tib_bytes_per_s=_per_tib(r),
+            min_size_bytes=round(float(r.get("min_size_tib") or 0) * TIB),
         )
         for r in rows
     )
@@ -109,7 +111,8 @@ def checkpoint_plan(size_bytes: int, gpus: int, nodes: int, storage: StorageOpti
     write_rate = storage.write_bytes_per_s * nodes
     read_rate = storage.read_bytes_per_s * nodes
     if storage.per_tib_bytes_per_s is not None:  # sized to hold two checkpoints
-        file_system = storage.per_tib_bytes_per_s * 2 * size_bytes / TIB
+        provisioned = max(2 * size_bytes, storage.min_size_bytes)
+        file_system = storage.per_tib_bytes_per_s * provisioned / TIB
         write_rate, read_rate = min(write_rate, file_system), min(read_rate, file_system)
     write = size_bytes / write_rate
     restore = size_bytes / read_rate

@@ -168,16 +168,17 @@ def serving_shape(model: Model, weight_bytes: int, kv_bytes_per_token: float,
     stage = max(stage_layers(arch.num_layers, par.pp), key=len)
     per_token = 0.0
     experts = 0
-    for i in stage:
-        lp = params.layers[i]
+    matrices = 0
+    k = arch.experts.experts_per_token if arch.experts else 0
+    for lp, n in params.kinds_in(stage):
         dense = lp.attn_q_o + lp.attn_kv + lp.attn_replicated + lp.mlp + lp.shared_experts
-        routed = lp.expert_one * (arch.experts.experts_per_token if arch.experts else 0)
-        per_token += dense / par.tp + routed / (par.ep if par.ep > 1 else par.tp)
-        experts += lp.experts
+        per_token += n * (dense / par.tp + lp.expert_one * k / (par.ep if par.ep > 1 else par.tp))
+        experts += n * lp.experts
+        matrices += n * lp.matrices
     per_token += params.lm_head / par.tp if arch.lm_head else 0
     a = arch.attention
     width = (a.num_heads * (a.head_dim + (a.v_head_dim or a.head_dim)) / 2) / par.tp
-    expert_share = experts / max(sum(params.layers[i].matrices for i in stage), 1)
+    expert_share = experts / max(matrices, 1)
     return ServingShape(
         weight_bytes=weight_bytes,
         expert_bytes=round(weight_bytes * expert_share),
@@ -281,6 +282,24 @@ def _loaded_step(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
     return (max(t_mem, t_comp) + comm + cal.step_overhead_s) * par.pp
 
 
+def _encode_only(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
+                 load: tuple[int, int, int], par: Parallelism, link: Link | None,
+                 ) -> ServingSpeed:
+    """Embeddings and encoders: no generation; a batch of prompts is one forward pass."""
+    batch, prompt, _ = load
+    one = prefill_s(model, shape, r, cal, prompt, par, link)
+    flops = batch * prompt * (2 * shape.matrix_params + 2 * shape.attention_width * prompt)
+    t_comp = flops / (r.peak_flops * cal.prefill_compute_efficiency)
+    t_mem = shape.weight_bytes / (r.bandwidth_bytes_per_s * cal.decode_bandwidth_efficiency)
+    step = (t_comp + t_mem + cal.step_overhead_s) * par.pp
+    return ServingSpeed(
+        batch=batch, ttft_s=one + cal.ttft_overhead_s, tpot_s=0.0, decode_tokens_per_s=0.0,
+        prefill_tokens_per_s=batch * prompt / step, requests_per_s=batch / step,
+        output_tokens_per_s=0.0, decode_bound="compute" if t_comp > t_mem else "memory",
+        critical_batch=None, curve=(),
+    )
+
+
 def serving_speed(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
                   load: tuple[int, int, int], par: Parallelism, link: Link | None) -> ServingSpeed:
     """Speed of one replica serving ``load`` = (concurrent sequences, prompt, output tokens).
@@ -289,6 +308,8 @@ def serving_speed(model: Model, shape: ServingShape, r: DeviceRates, cal: Servin
     is the steady state of continuous batching at that concurrency (``_loaded_step``).
     """
     batch, prompt, output = load
+    if output == 0:
+        return _encode_only(model, shape, r, cal, load, par, link)
     context = prompt + output / 2
     step, t_mem, t_comp = _decode_step(model, shape, r, cal, batch, context, par, link)
     first = prefill_s(model, shape, r, cal, prompt, par, link)
@@ -348,11 +369,11 @@ class TrainingSpeed:
 
 def _active_matrix_params(model: Model) -> float:
     arch, params = model.architecture, model.params
+    k = arch.experts.experts_per_token if arch.experts else 0
     total = 0.0
-    for lp in params.layers:
-        routed = lp.expert_one * (arch.experts.experts_per_token if arch.experts else 0)
-        total += lp.attn_q_o + lp.attn_kv + lp.attn_replicated + lp.mlp + lp.shared_experts
-        total += routed
+    for lp, n in params.kinds_in(range(arch.num_layers)):
+        dense = lp.attn_q_o + lp.attn_kv + lp.attn_replicated + lp.mlp + lp.shared_experts
+        total += n * (dense + lp.expert_one * k)
     return total + (params.lm_head if arch.lm_head else arch.vocab_size * arch.hidden_size)
 
 

@@ -24,6 +24,7 @@ from eksplain.checkpoint import (
 )
 from eksplain.comms import inter_node_link, intra_node_link
 from eksplain.compute import (
+    DeviceRates,
     ServingSpeed,
     TrainingSetup,
     TrainingSpeed,
@@ -87,7 +88,7 @@ class EstimateRequest(BaseModel):
     flash_attention: bool = True
     # speed and cost
     input_tokens: int | None = Field(default=None, ge=1)
-    output_tokens: int | None = Field(default=None, ge=1)
+    output_tokens: int | None = Field(default=None, ge=0, description="0: embeddings")
     tpot_target_s: float | None = Field(default=None, gt=0)
     tokens: str | None = Field(default=None, description="training data size, e.g. 300B")
     global_batch: int | None = Field(default=None, ge=1, description="sequences per step")
@@ -166,9 +167,11 @@ def _parallelism(req: EstimateRequest, devices: int) -> Parallelism:
 def _check_context(model: Model, tokens: int) -> None:
     limit = model.architecture.max_context
     if tokens > limit:
-        scaling = model.architecture.rope_scaling_factor
+        arch = model.architecture
+        scaling = arch.rope_scaling_factor
+        rope = arch.position_embeddings == 0 and arch.causal and not arch.encoder_layers
         note = f"; its config already applies rope scaling x{scaling:g}" if scaling else (
-            "; rope scaling can extend it when the engine supports it")
+            "; rope scaling can extend it when the engine supports it" if rope else "")
         raise InputError(
             f"{tokens:,} tokens per sequence is more than the model's maximum context of "
             f"{limit:,}{note}.",
@@ -239,26 +242,36 @@ def _plan(ctx: _Context) -> NodePlan:
                      ctx.choice.instance, ctx.req.region, ctx.req.capacity_type)
 
 
+def _rates(ctx: _Context, fmt: str) -> DeviceRates:
+    """Peaks and bandwidth; the A10G's unpublished peaks come from the A10 (same GA102 die)."""
+    acc = ctx.choice.accelerator
+    proxy = find_accelerator(ctx.catalog, "nvidia-a10") if acc.id == "nvidia-a10g" else None
+    r = rates(acc, fmt, proxy)
+    if r.peak_flops <= 0:
+        raise InputError(f"No published {r.compute_dtype} peak for {acc.id}.",
+                         hint="pick an accelerator with datasheet peaks")
+    return r
+
+
 def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, int | None]:
     req, acc = ctx.req, ctx.choice.accelerator
     if req.input_tokens is None or req.output_tokens is None:
         return None, None
+    prompt, output = req.input_tokens, req.output_tokens
     fmt = ctx.cal.format(ctx.fmt)
     kv_bits = 8 if req.kv_dtype.startswith("fp8") else 16
     shape = serving_shape(
         ctx.model, weight_bytes(ctx.model, fmt, ctx.par, ctx.cal.engine("vllm").vocab_padding),
         kv_bytes_per_token(ctx.model.architecture, kv_bits, ctx.par), ctx.par, fmt.weight_only)
-    proxy = find_accelerator(ctx.catalog, "nvidia-a10") if acc.id == "nvidia-a10g" else None
-    r = rates(acc, ctx.fmt, proxy)
+    r = _rates(ctx, ctx.fmt)
     eff = ctx.cal.speed.serving_for(acc.architecture)
     link = intra_node_link(acc, ctx.cal.links) if ctx.par.model_devices * ctx.par.ep > 1 else None
 
     def run(batch: int) -> ServingSpeed:
-        load = (batch, req.input_tokens or 1, req.output_tokens or 1)
-        return serving_speed(ctx.model, shape, r, eff, load, ctx.par, link)
+        return serving_speed(ctx.model, shape, r, eff, (batch, prompt, output), ctx.par, link)
 
     best = None
-    if req.tpot_target_s is not None and max_batch:
+    if req.tpot_target_s is not None and max_batch and output:
         best = _largest(lambda b: run(b).tpot_s <= (req.tpot_target_s or 0), max_batch)
     return run(req.batch), best
 
@@ -273,7 +286,7 @@ def _training_speed(ctx: _Context, plan: NodePlan) -> TrainingSpeed:
         inter_link=inter_node_link(plan.instance, ctx.cal.links),
         devices_per_node=max(plan.instance.accelerator_count, 1),
     )
-    r = rates(acc, "bf16")
+    r = _rates(ctx, "bf16")
     eff = ctx.cal.speed.training_efficiency(acc.architecture, ctx.model.architecture.hidden_size,
                                             r.compute_dtype)
     return training_speed(ctx.model, setup, r, eff, ctx.cal.speed.dp_overlap)
@@ -301,7 +314,7 @@ def _storage(ctx: _Context, stored: int) -> Storage:
 def _serving(ctx: _Context) -> Estimate:
     req = ctx.req
     seq = req.input_tokens + req.output_tokens if (
-        req.input_tokens and req.output_tokens) else req.seq_len
+        req.input_tokens is not None and req.output_tokens is not None) else req.seq_len
     _check_context(ctx.model, seq)
     mem = serving_memory(ctx.model, ctx.capacity,
                          _serving_config(req, ctx.fmt, ctx.par, req.batch, seq), ctx.cal,
@@ -323,7 +336,7 @@ def _serving(ctx: _Context) -> Estimate:
     )
 
 
-def _training(ctx: _Context) -> Estimate:
+def _training(ctx: _Context, limits: bool) -> Estimate:
     req, cal, model = ctx.req, ctx.cal, ctx.model
     _check_context(model, req.seq_len)
     devices = ctx.choice.devices
@@ -343,9 +356,10 @@ def _training(ctx: _Context) -> Estimate:
                             find_storage(load_storage(), req.storage), failure_rate())
     return Estimate(
         request=req, model=model, choice=ctx.choice, parallel=ctx.par, memory=mem, kv=None,
-        fits=mem.fits, max_batch=_largest(lambda b: memory(b, req.seq_len).fits, 4096),
+        fits=mem.fits,
+        max_batch=_largest(lambda b: memory(b, req.seq_len).fits, 4096) if limits else 0,
         max_seq_len=_largest(lambda s: memory(req.batch, s).fits,
-                             model.architecture.max_context),
+                             model.architecture.max_context) if limits else 0,
         seq_len=req.seq_len, weight_format=ctx.fmt, speed=Speed(None, None, speed, seconds),
         cost=money, storage=_storage(ctx, 2 * check.size_bytes), checkpoint=check,
         notes=_notes(ctx, plan),
@@ -368,8 +382,12 @@ def _notes(ctx: _Context, plan: NodePlan) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def run_estimate(req: EstimateRequest, catalog: HardwareCatalog) -> Estimate:
-    """Memory, speed and cost of one model on one hardware choice."""
+def run_estimate(req: EstimateRequest, catalog: HardwareCatalog, limits: bool = True) -> Estimate:
+    """Memory, speed and cost of one model on one hardware choice.
+
+    ``limits=False`` skips the search for the largest training batch and context (the planner
+    evaluates many candidates and does not need them).
+    """
     model = resolve_model(req.model)
     choice = resolve_hardware(catalog, req.hardware, req.devices)
     cal = load_calibration()
@@ -378,4 +396,4 @@ def run_estimate(req: EstimateRequest, catalog: HardwareCatalog) -> Estimate:
         par=_parallelism(req, choice.devices), fmt=_weight_format(req, model),
         capacity=cal.visible_bytes(choice.accelerator.id, choice.accelerator.memory_bytes),
     )
-    return _serving(ctx) if req.task == "inference" else _training(ctx)
+    return _serving(ctx) if req.task == "inference" else _training(ctx, limits)

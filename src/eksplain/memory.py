@@ -171,11 +171,11 @@ def _stage_bytes(
 ) -> int:
     arch, params = model.architecture, model.params
     small = _small_bits(fmt)
+    kinds = params.kinds_in(layers)
     matrix_bits = sum(
-        fmt.matrix_bits(round(_layer_matrix_elements(arch, params.layers[i], par)))
-        for i in layers
+        n * fmt.matrix_bits(round(_layer_matrix_elements(arch, kind, par))) for kind, n in kinds
     )
-    small_elements = sum(params.layers[i].small for i in layers)
+    small_elements = sum(n * kind.small for kind, n in kinds)
     vocab_rows = _padded_vocab(arch.vocab_size, vocab_padding, par.tp) // par.tp
     first, last = layers.start == 0, layers.stop == arch.num_layers
     if first:
@@ -390,7 +390,7 @@ def _trainable_elements(model: Model, par: Parallelism) -> tuple[int, int]:
     fmt16 = QuantFormat("bf16", 16, 0, 0, 0, 0, 0, "bf16")
     per_device = weight_bytes(model, fmt16, par) // 2
     largest = max(
-        round(_layer_matrix_elements(arch, lp, par)) + lp.small for lp in model.params.layers
+        round(_layer_matrix_elements(arch, lp, par)) + lp.small for lp in model.params.layer_kinds
     )
     return per_device, largest
 

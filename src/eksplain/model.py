@@ -171,6 +171,17 @@ class ParamCount:
     layers: tuple[LayerParams, ...]
     other: int  # final norm, pooler, encoder stack of enc-dec models, vision tower, extras
     layers_total: int = field(default=0)
+    # Distinct layer shapes, and which one each layer is: per-layer sums run over the few kinds
+    # (dense and MoE, say) instead of every layer.
+    layer_kinds: tuple[LayerParams, ...] = ()
+    layer_kind_of: tuple[int, ...] = ()
+
+    def kinds_in(self, layers: range) -> list[tuple[LayerParams, int]]:
+        """(layer shape, how many) for the layers of a range."""
+        counts = [0] * len(self.layer_kinds)
+        for i in layers:
+            counts[self.layer_kind_of[i]] += 1
+        return [(kind, n) for kind, n in zip(self.layer_kinds, counts, strict=True) if n]
 
 
 def _norm_params(arch: Architecture, width: int) -> int:
@@ -293,6 +304,8 @@ def count_parameters(arch: Architecture) -> ParamCount:
     if arch.experts is not None:
         idle = arch.experts.num_experts - arch.experts.experts_per_token
         inactive = sum(lp.expert_one * idle for lp in layers if lp.experts)
+    kinds = tuple(dict.fromkeys(layers))
+    index = {kind: i for i, kind in enumerate(kinds)}
     return ParamCount(
         total=total,
         active=total - inactive,
@@ -301,4 +314,6 @@ def count_parameters(arch: Architecture) -> ParamCount:
         layers=layers,
         other=total - embedding - lm_head - layers_total,
         layers_total=layers_total,
+        layer_kinds=kinds,
+        layer_kind_of=tuple(index[lp] for lp in layers),
     )

@@ -10,8 +10,9 @@ if TYPE_CHECKING:
     from eksplain.catalog import ModelEntry
     from eksplain.compute import ServingSpeed, TrainingSpeed
     from eksplain.estimate import Estimate
+    from eksplain.search.plan import Candidate, Plan
 
-__all__ = ["estimate_dict", "hardware_row_dict", "model_entry_dict"]
+__all__ = ["estimate_dict", "hardware_row_dict", "model_entry_dict", "plan_dict"]
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -158,4 +159,38 @@ def model_entry_dict(entry: ModelEntry) -> dict[str, Any]:
         "num_kv_heads": a.attention.num_kv_heads,
         "max_context": a.max_context,
         "source": m.source,
+    }
+
+
+def _candidate_dict(c: Candidate) -> dict[str, Any]:
+    return {
+        "label": c.label, "instance_type": c.instance_type, "accelerator": c.accelerator,
+        "nodes": c.nodes, "devices": c.devices, "tp": c.tp, "pp": c.pp, "dp": c.dp,
+        "weight_format": c.weight_format, "usd_per_hour": _round(c.usd_per_hour, 4),
+        "usd_per_month": _round(c.usd_per_month, 2), "usd_total": _round(c.usd_total, 2),
+        "latency_s": _round(c.latency_s), "ttft_s": _round(c.ttft_s),
+        "memory_bytes_per_device": c.memory_bytes, "capacity_bytes_per_device": c.capacity_bytes,
+        "details": {k: v for k, v in c.details},
+    }
+
+
+def _extra(value: object) -> object:
+    if isinstance(value, tuple):
+        return [_extra(v) for v in value]
+    return value
+
+
+def plan_dict(p: Plan, top: int | None = None) -> dict[str, Any]:
+    alternatives = p.alternatives[:top] if top is not None else p.alternatives
+    return {
+        "task": p.task,
+        "model": p.model_id,
+        "choice": _candidate_dict(p.choice) if p.choice else None,
+        "decisions": [{"terms": list(d.terms), "text": d.text} for d in p.decisions],
+        "alternatives": [_candidate_dict(c) for c in alternatives],
+        "pareto": [c.label for c in p.pareto],
+        "rejections": [{"label": r.label, "code": r.code, "reason": r.reason,
+                        "gap": _round(r.gap, 4)} for r in p.rejections],
+        "evaluated": p.evaluated,
+        **{key: _extra(value) for key, value in p.extras},
     }

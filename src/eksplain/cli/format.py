@@ -6,6 +6,7 @@ from rich.table import Table
 
 from eksplain.api import Estimate, HardwareRow
 from eksplain.catalog import ModelEntry
+from eksplain.search import Candidate, Plan, rejection_counts
 from eksplain.units import GIB, format_bytes, format_duration
 
 __all__ = ["estimate_summary", "estimate_table", "hardware_table", "models_table"]
@@ -163,3 +164,44 @@ def _cost_lines(est: Estimate) -> list[str]:
         parts.append(f"${c.usd_total:,.0f} for the run")
     line = f"cost: {where}: " + ", ".join(parts) + f" (prices of {c.price_date})"
     return [line] + ([f"note: {c.note}"] if c.note else [])
+
+
+def _money(c: Candidate) -> str:
+    if c.usd_total is not None:
+        return f"${c.usd_total:,.0f} for the run (${c.usd_per_hour:,.2f}/hour)"
+    return f"${c.usd_per_month or 0:,.0f}/month (${c.usd_per_hour:,.2f}/hour at the peak)"
+
+
+def _latency(c: Candidate, task: str) -> str:
+    if task in ("fine-tuning", "pre-training", "batch-inference"):
+        return f"{format_duration(c.latency_s)} to finish"
+    if task == "embedding":
+        return f"{format_duration(c.latency_s)} per request"
+    return f"TPOT {format_duration(c.latency_s)}" + (
+        f", TTFT {format_duration(c.ttft_s)}" if c.ttft_s is not None else "")
+
+
+def plan_lines(p: Plan, top: int, explain: bool) -> list[str]:
+    c = p.choice
+    assert c is not None  # plan() raises InfeasibleError instead of returning no choice
+    lines = [f"[bold]plan[/bold] for {p.model_id} ({p.task}): {c.label}, {c.nodes} node"
+             f"{'s' if c.nodes > 1 else ''}, {_money(c)}; {_latency(c, p.task)}",
+             f"{p.evaluated} configurations evaluated, {len(p.alternatives) + 1} meet the spec, "
+             f"{len(p.rejections)} rejected", "", "why:"]
+    for d in p.decisions:
+        terms = f" [{', '.join(d.terms)}]" if explain else ""
+        lines.append(f"- {d.text}{terms}")
+    if p.alternatives:
+        lines += ["", f"alternatives (top {min(top, len(p.alternatives))}):"]
+        lines += [f"- {a.label}: {_money(a)}; {_latency(a, p.task)}"
+                  for a in p.alternatives[:top]]
+    lines += ["", "cost vs latency (Pareto front): " + "; ".join(
+        f"{a.label} {_money(a)}" for a in p.pareto[:top])]
+    if explain:
+        lines += ["", "rejected:"]
+        lines += [f"- {r.label}: {r.reason}" for r in p.rejections]
+    else:
+        lines += ["", "rejections by reason: " + ", ".join(
+            f"{code} {n}" for code, n in rejection_counts(p).items())
+            + " (--explain lists them)"]
+    return lines

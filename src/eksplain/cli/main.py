@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from eksplain import api
-from eksplain.errors import EksplainError
+from eksplain.errors import EksplainError, InputError
 from eksplain.units import parse_duration
 
 app = typer.Typer(
@@ -158,6 +158,57 @@ def estimate(
     console.print(estimate_table(result))
     for line in lines[2:] + speed_lines(result):
         console.print(line)
+
+
+@app.command()
+def plan(
+    spec: Annotated[Path | None, typer.Argument(help="Workload spec (YAML).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model, when no spec file is given.")] = None,
+    task: Annotated[str, typer.Option(help="inference, batch-inference, embedding, "
+                                           "fine-tuning or pre-training.")] = "inference",
+    rps: Annotated[float | None, typer.Option(help="Mean requests per second.")] = None,
+    ttft_p95: Annotated[str | None, typer.Option(help="TTFT SLO at p95, e.g. 500ms.")] = None,
+    tpot_p95: Annotated[str | None, typer.Option(help="TPOT SLO at p95, e.g. 50ms.")] = None,
+    top: Annotated[int, typer.Option(help="Alternatives to show.")] = 5,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Show every decision's terms and every rejected candidate.")] = False,
+    price_file: Annotated[Path | None, typer.Option(help="CSV of your own prices.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The cheapest configuration that meets a workload spec, with alternatives and reasons."""
+
+    def call() -> api.Plan:
+        if spec is not None:
+            workload = api.load_spec(spec)
+        else:
+            if model is None:
+                raise InputError("Give a spec file or --model.",
+                                 hint="eksplain plan examples/chat-llama-3.1-8b.yaml")
+            quick: dict[str, Any] = {"model": model, "task": task, "slo": {}}
+            if rps is not None:
+                quick["traffic"] = {"rps": rps}
+            for key, value in (("ttft_p95", ttft_p95), ("tpot_p95", tpot_p95)):
+                if value is not None:
+                    quick["slo"][key] = value
+            workload = api.spec_from_dict(quick, "command-line spec")
+        offerings = api.load_price_file(price_file) if price_file else ()
+        return api.plan(workload, offerings)
+
+    result = _call(call)
+    if json_output:
+        _print_json(api.plan_dict(result, None if explain else top))
+        return
+    from eksplain.cli.format import plan_lines
+
+    console = _console()
+    for line in plan_lines(result, top, explain):
+        console.print(line)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the workload spec."""
+    _print_json(api.spec_schema())
 
 
 @app.command()

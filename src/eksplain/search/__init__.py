@@ -1,0 +1,228 @@
+"""The plan use case: from a workload spec to the cheapest configuration that meets it.
+
+    enumerate -> estimate -> check -> select, as in SkyPilot's optimizer: the serving search
+    (``search.serving``) and the training search (``search.training``) return accepted
+    candidates and rejections; ``plan`` ranks them, builds the Pareto front, the autoscaling and
+    storage decisions, and the explanation of each decision with its glossary terms.
+
+Objective: minimise monthly dollars with autoscaling over the spec's traffic (serving), dollars
+for the whole run within the deadline (training and batch). Candidates within 2% of the cheapest
+count as a tie, won by the fewest nodes; then lower latency (or time), then the name, so the same
+spec always gives the same plan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from eksplain.catalog import Model, resolve_model
+from eksplain.checkpoint import StorageOption, load_storage
+from eksplain.errors import InfeasibleError
+from eksplain.hardware import HardwareCatalog, find_instance
+from eksplain.search.plan import Candidate, Decision, Plan, Rejection, pareto_front
+from eksplain.search.serving import search_serving
+from eksplain.search.training import data_tokens, search_training
+from eksplain.spec import WorkloadSpec
+from eksplain.units import GIB
+
+__all__ = ["Candidate", "Decision", "Plan", "Rejection", "plan", "rejection_counts"]
+
+COLD_LOAD_LIMIT_S = 120.0  # the model cache must load a replica's weights within two minutes
+# Where a new node reads the weights from; instance NVMe starts empty on a new node, so it can
+# only cache what one of these delivered (the init container of the render copies from S3).
+CACHE_OPTIONS = ("s3", "fsx-lustre", "efs")
+
+
+NEAR_TIE = 0.02  # candidates within 2% of the cheapest count as equally cheap
+
+
+def _rank(cands: list[Candidate]) -> tuple[Candidate, ...]:
+    """Cheapest first; among those within NEAR_TIE of the cheapest, fewest nodes first (a
+    smaller fleet is simpler to run and fails less often for the same dollars)."""
+    ordered = sorted(cands, key=lambda c: (c.objective, c.latency_s, c.label))
+    if not ordered:
+        return ()
+    limit = ordered[0].objective * (1 + NEAR_TIE)
+    near = sorted((c for c in ordered if c.objective <= limit),
+                  key=lambda c: (c.nodes, c.objective, c.latency_s, c.label))
+    return (*near, *(c for c in ordered if c.objective > limit))
+
+
+def _advice(spec: WorkloadSpec, rejections: list[Rejection]) -> tuple[str, ...]:
+    """What would have to change, from the closest rejected candidates of each kind."""
+    closest: dict[str, Rejection] = {}
+    for r in rejections:
+        if r.gap is not None and (r.code not in closest or r.gap < (closest[r.code].gap or 0)):
+            closest[r.code] = r
+    advice = []
+    for code, r in sorted(closest.items()):
+        gap = r.gap or 1.0
+        if code == "memory":
+            options = [f for f in ("fp8", "awq") if f not in spec.precision]
+            advice.append(f"the closest fit ({r.label}) needs {gap:.2f}x its memory: allow a "
+                          "larger instance family" + (f", or quantize to {' or '.join(options)}"
+                                                      if options else ""))
+        elif code in ("ttft", "tpot", "e2e"):
+            advice.append(f"relax the {code.upper()} SLO by {gap:.2f}x ({r.label}: {r.reason})")
+        elif code == "budget":
+            advice.append(f"raise the budget {gap:.2f}x ({r.label}: {r.reason})")
+        elif code == "deadline":
+            advice.append(f"extend the deadline {gap:.2f}x or allow more nodes ({r.label})")
+        elif code == "nodes":
+            advice.append(f"allow {gap:.2f}x the max_nodes ({r.label})")
+    if any(r.code == "family" for r in rejections) and spec.constraints.families:
+        advice.append("allow more instance families than " + ", ".join(spec.constraints.families))
+    return tuple(advice)
+
+
+def _load_seconds(option: StorageOption, weights: int, network_bytes_per_s: float) -> float:
+    rate = min(option.read_bytes_per_s or 0.0, network_bytes_per_s)
+    if option.id == "instance-nvme":
+        rate = option.read_bytes_per_s or 0.0  # local disks: not limited by the network
+    return weights / rate if rate else math.inf
+
+
+def _model_cache(spec: WorkloadSpec, choice: Candidate, catalog: HardwareCatalog,
+                 ) -> tuple[Decision, tuple[tuple[str, object], ...]]:
+    """The cheapest model cache that loads a replica's weights within COLD_LOAD_LIMIT_S."""
+    inst = find_instance(catalog, choice.instance_type)
+    weights = int(choice.detail("weights_bytes") or 0) * choice.tp * choice.pp
+    network = inst.network_gbps * 1e9 / 8
+    options = {o.id: o for o in load_storage()}
+    rows = []
+    for name in CACHE_OPTIONS:
+        seconds = _load_seconds(options[name], weights, network)
+        price = options[name].price_usd_per_gb_month
+        monthly = weights / 1e9 * price if price is not None else 0.0
+        rows.append((name, round(seconds, 1), round(monthly, 2)))
+    fast = [r for r in rows if r[1] <= COLD_LOAD_LIMIT_S] or [min(rows, key=lambda r: r[1])]
+    name, seconds, monthly = min(fast, key=lambda r: (r[2], r[1], r[0]))
+    text = (f"model cache on {name}: a replica loads its {weights / GIB:.1f} GiB of weights in "
+            f"{seconds:.0f} s over the {inst.network_gbps:g} Gbps network of {inst.name} "
+            f"(${monthly:.2f} a month); the cheapest option within {COLD_LOAD_LIMIT_S:.0f} s")
+    terms = ("storage-class", "fsx-lustre" if name == "fsx-lustre" else "volume")
+    return Decision(terms, text), (("model_cache", name), ("weight_load_s", seconds),
+                                   ("model_cache_options", tuple(rows)))
+
+
+def _batch_decision(spec: WorkloadSpec, c: Candidate, kv: int, batch: int) -> Decision:
+    rps = float(c.detail("requests_per_s_per_replica") or 0)
+    if spec.task == "embedding":
+        return Decision(("batch-size", "throughput"),
+                        f"each replica embeds {batch} requests per forward pass: {rps:,.0f} "
+                        f"requests/s of {spec.tokens.input_mean} tokens")
+    context = spec.tokens.context
+    slo = f", and TPOT stays within {spec.slo.tpot_p95 * 1000:.0f} ms" if spec.slo.tpot_p95 else ""
+    return Decision(("attention", "batch-size"),
+                    f"each replica runs {batch} requests at once: their KV cache at the p95 "
+                    f"context of {context:,} tokens is {batch * context * kv / GIB:.1f} GiB per "
+                    f"device ({kv / 1024:.0f} KiB per token){slo}; {rps:.2f} requests/s per "
+                    "replica")
+
+
+def _serving_decisions(spec: WorkloadSpec, model: Model, c: Candidate,
+                       catalog: HardwareCatalog,
+                       ) -> tuple[list[Decision], tuple[tuple[str, object], ...]]:
+    kv = int(c.detail("kv_bytes_per_token") or 0)
+    batch = int(c.detail("batch") or 1)
+    decisions = [
+        Decision(("accelerator", "gpu" if c.accelerator.startswith("nvidia") else "inferentia"),
+                 f"{c.instance_type} ({c.accelerator}) is the cheapest hardware that fits "
+                 f"{model.id} and meets the SLOs: ${c.usd_per_month or 0:,.0f} a month"),
+        _batch_decision(spec, c, kv, batch),
+    ]
+    if c.tp > 1 or c.pp > 1:
+        decisions.append(Decision(
+            ("tensor-parallelism", "model-parallelism", "multi-gpu"),
+            f"TP={c.tp}" + (f" x PP={c.pp}" if c.pp > 1 else "") + " splits each replica's "
+            f"{int(c.detail('weights_bytes') or 0) * c.tp * c.pp / GIB:.0f} GiB of weights "
+            "over the devices of one node" + (" and across nodes" if c.pp > 1 else "")))
+    if c.weight_format != "bf16":
+        decisions.append(Decision(("quantization",), f"weights in {c.weight_format} halve the "
+                                  "bytes each decode step reads and leave room for KV cache"))
+    rmin, rpeak = c.detail("replicas_min"), c.detail("replicas_peak")
+    decisions.append(Decision(
+        ("auto-scaling", "hpa", "replica"),
+        f"autoscale between {rmin} and {rpeak} replicas on the engine's running requests "
+        f"(target {batch} per replica, the concurrency that holds the SLO), not on CPU; "
+        f"{spec.traffic.rps:g} requests/s on average, "
+        f"{spec.traffic.rps * spec.traffic.peak_to_mean:g} at the peak"))
+    cache, extras = _model_cache(spec, c, catalog)
+    decisions.append(cache)
+    return decisions, (("autoscaling", {"min_replicas": rmin, "max_replicas": rpeak,
+                                        "metric": "vllm:num_requests_running",
+                                        "target_per_replica": batch}), *extras)
+
+
+def _training_decisions(spec: WorkloadSpec, c: Candidate,
+                        ) -> tuple[list[Decision], tuple[tuple[str, object], ...]]:
+    tokens = data_tokens(spec)
+    decisions = [
+        Decision(("accelerator", "distributed-training"),
+                 f"{c.nodes} x {c.instance_type} ({c.devices} {c.accelerator}) is the cheapest "
+                 "run" + (f" that meets the {spec.slo.deadline / 3600:,.0f} h deadline"
+                          if spec.slo.deadline else "") + (
+                     f": ${c.usd_total:,.0f} for {tokens:,} tokens"
+                     if c.usd_total is not None and tokens else "")),
+        Decision(("data-parallelism", "tensor-parallelism", "pipeline-parallelism"),
+                 f"TP={c.tp} inside each node, PP={c.pp}, "
+                 + (f"and FSDP over DP={c.dp}: " if c.dp > 1 else "one data-parallel rank: ")
+                 + f"{c.memory_bytes / GIB:.1f} GiB per device of "
+                 f"{c.capacity_bytes / GIB:.1f} GiB, with recompute "
+                 f"{c.detail('recompute')} at micro-batch {c.detail('micro_batch')}"),
+    ]
+    if c.nodes > 1:
+        decisions.append(Decision(("efa", "distributed-training"),
+                                  f"{c.nodes} nodes exchange gradients over EFA "
+                                  f"({c.detail('efa_interfaces')} interfaces per node), kept in "
+                                  "one availability zone"))
+    interval = float(c.detail("checkpoint_interval_s") or 0) / 3600
+    write = float(c.detail("checkpoint_write_s") or 0)
+    decisions.append(Decision(
+        ("checkpoint", "fsx-lustre" if spec.storage == "fsx-lustre" else "storage-class"),
+        f"checkpoint to {spec.storage} every {interval:.1f} h (write {write:.0f} s; Young/Daly "
+        "with the failure rate of Llama 3's run), losing "
+        f"{float(c.detail('checkpoint_overhead') or 0):.1%} of the time"))
+    if spec.constraints.capacity_type == "spot":
+        decisions.append(Decision(("checkpoint",), "spot nodes can be reclaimed with two "
+                                  "minutes' notice: each interruption costs the work since the "
+                                  "last checkpoint and a restart"))
+    return decisions, ()
+
+
+def plan(spec: WorkloadSpec, catalog: HardwareCatalog) -> Plan:
+    """The cheapest plan that meets the spec, with alternatives, rejections and reasons.
+
+    Raises ``InfeasibleError`` naming the closest candidates and what would have to change when
+    nothing passes.
+    """
+    model = resolve_model(spec.model)
+    search = search_serving if spec.serving else search_training
+    accepted, rejected, evaluated = search(spec, model, catalog)
+    ranked = _rank(accepted)
+    if not ranked:
+        advice = _advice(spec, rejected)
+        raise InfeasibleError(
+            f"No configuration of {model.id} meets the spec ({evaluated} evaluated, "
+            f"{len(rejected)} rejected).",
+            hint="; ".join(advice) or "relax the constraints",
+        )
+    choice = ranked[0]
+    if spec.serving:
+        decisions, extras = _serving_decisions(spec, model, choice, catalog)
+    else:
+        decisions, extras = _training_decisions(spec, choice)
+    return Plan(
+        task=spec.task, model_id=model.id, choice=choice, alternatives=ranked[1:],
+        pareto=pareto_front(ranked), rejections=tuple(sorted(
+            rejected, key=lambda r: (r.code, r.gap or 0.0, r.label))),
+        decisions=tuple(decisions), evaluated=evaluated, advice=(), extras=extras,
+    )
+
+
+def rejection_counts(p: Plan) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for r in p.rejections:
+        counts[r.code] += 1
+    return dict(sorted(counts.items()))

@@ -1,0 +1,266 @@
+"""Serving search: enumerate instance x TP x PP x precision, estimate, check, size the fleet.
+
+    enumerate: every priced, allowed instance type with accelerators; TP a divisor of the
+               heads that fits inside one node; PP across nodes only when one node is too small;
+               every allowed weight format
+    estimate:  memory at the p95 context, the largest batch whose TPOT meets the SLO, TTFT of a
+               p95 prompt, requests/s per replica at the mean request
+    select:    replicas for the traffic (peak and daily average), nodes, dollars a month;
+               minimise monthly dollars, ties broken by latency then name
+
+Every candidate that fails a check becomes a ``Rejection`` with its reason and how far off it is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from eksplain.catalog import Model
+from eksplain.errors import EksplainError
+from eksplain.estimate import Estimate, EstimateRequest, run_estimate
+from eksplain.hardware import HardwareCatalog, InstanceType
+from eksplain.search.plan import Candidate, Rejection
+from eksplain.spec import WorkloadSpec
+from eksplain.units import GIB
+
+__all__ = ["Sizing", "fleet", "search_serving"]
+
+MAX_NUM_SEQS = 256  # vLLM's default --max-num-seqs: the engine never runs more at once
+EMBEDDING_BATCH = 64  # requests an embedding server batches together
+HOURS_PER_DAY = 24
+
+
+@dataclass(frozen=True)
+class Sizing:
+    replicas_mean: float  # average over the day
+    replicas_min: int
+    replicas_peak: int
+    nodes_peak: int
+    nodes_mean: float
+
+
+def _hourly_rates(spec: WorkloadSpec) -> list[float]:
+    """Requests/s through a day: flat, or a daily sine with the spec's peak-to-mean ratio."""
+    t = spec.traffic
+    if t.pattern == "flat":
+        return [t.rps] * HOURS_PER_DAY
+    swing = min(t.peak_to_mean - 1, 1.0)
+    return [t.rps * (1 + swing * math.sin(2 * math.pi * h / HOURS_PER_DAY))
+            for h in range(HOURS_PER_DAY)]
+
+
+def fleet(spec: WorkloadSpec, per_replica_rps: float, devices_per_replica: int,
+          devices_per_node: int) -> Sizing:
+    """Replicas and nodes: at the peak, and on average when replicas follow the traffic."""
+    rates = _hourly_rates(spec)
+    peak_rate = max(spec.traffic.rps * spec.traffic.peak_to_mean, *rates)
+    replicas = [max(1, math.ceil(r / per_replica_rps)) for r in rates]
+    peak = max(1, math.ceil(peak_rate / per_replica_rps))
+
+    def nodes(count: float) -> float:
+        if devices_per_replica >= devices_per_node:
+            return count * math.ceil(devices_per_replica / devices_per_node)
+        return math.ceil(count / (devices_per_node // devices_per_replica))
+
+    mean_nodes = sum(nodes(r) for r in replicas) / len(replicas)
+    return Sizing(sum(replicas) / len(replicas), min(replicas), peak, int(nodes(peak)),
+                  mean_nodes)
+
+
+def _allowed(inst: InstanceType, spec: WorkloadSpec) -> str | None:
+    c = spec.constraints
+    if inst.family in c.exclude_families:
+        return f"family {inst.family} is excluded"
+    if c.families and inst.family not in c.families:
+        return f"family {inst.family} is not in the allowed families"
+    return None
+
+
+def _splits(model: Model, inst: InstanceType, device_bytes: int) -> Iterator[tuple[int, int]]:
+    """(TP, PP): TP inside one node (powers of two up to its accelerators); PP over 2 and 4
+    nodes, TP filling each, only for models whose 16-bit weights one node cannot hold."""
+    n = inst.accelerator_count
+    tp = 1
+    while tp <= n:
+        yield tp, 1
+        tp *= 2
+    if model.params.total * 2 > n * device_bytes:
+        for pp in (2, 4):
+            yield n, pp
+
+
+def _request(spec: WorkloadSpec, inst: InstanceType, tp: int, pp: int, fmt: str, batch: int,
+             tokens: tuple[int, int], tpot: float | None) -> EstimateRequest:
+    c = spec.constraints
+    return EstimateRequest(
+        model=spec.model, hardware=inst.name, devices=tp * pp, tp=tp, pp=pp, dp=1,
+        task="inference", dtype=fmt, batch=batch, input_tokens=tokens[0],
+        output_tokens=tokens[1], tpot_target_s=tpot, engine=spec.engine,
+        region=c.region, capacity_type=c.capacity_type, storage="s3",
+    )
+
+
+def _label(inst: InstanceType, tp: int, pp: int, fmt: str) -> str:
+    split = f"TP={tp}" + (f" PP={pp}" if pp > 1 else "")
+    return f"{inst.name}, {split}, {fmt}"
+
+
+def _memory_reason(est: Estimate) -> str:
+    m = est.memory
+    return (f"out of memory: needs {m.total_bytes / GIB:.1f} GiB per device at the p95 context of "
+            f"{est.seq_len:,} tokens (weights {m.weights_bytes / GIB:.1f} GiB, KV cache "
+            f"{m.kv_cache_bytes / GIB:.1f} GiB), the device has {m.capacity_bytes / GIB:.1f} GiB")
+
+
+def _batch(spec: WorkloadSpec, est: Estimate) -> tuple[int, Rejection | None]:
+    """The concurrency a replica runs at: what holds the TPOT SLO, the KV cache and the engine."""
+    if spec.task == "embedding":
+        return EMBEDDING_BATCH, None
+    kv_limit = min(est.kv.max_batch if est.kv else 1, MAX_NUM_SEQS)
+    target = spec.slo.tpot_p95
+    if target is None or spec.task == "batch-inference":
+        return max(kv_limit, 1), None
+    held = est.speed.max_batch_for_tpot or 0
+    if held < 1:
+        tpot = est.speed.serving.tpot_s if est.speed.serving else 0.0
+        return 0, Rejection("", "tpot", f"TPOT {tpot * 1000:.1f} ms at batch 1 misses the "
+                            f"{target * 1000:.0f} ms SLO", tpot / target)
+    return min(held, kv_limit), None
+
+
+def _check_ttft(spec: WorkloadSpec, est: Estimate) -> Rejection | None:
+    slo = spec.slo
+    s = est.speed.serving
+    if s is None:
+        return None
+    if slo.ttft_p95 is not None and s.ttft_s > slo.ttft_p95:
+        return Rejection("", "ttft", f"TTFT {s.ttft_s * 1000:.0f} ms for a p95 prompt of "
+                         f"{spec.tokens.input_high:,} tokens misses the "
+                         f"{slo.ttft_p95 * 1000:.0f} ms SLO", s.ttft_s / slo.ttft_p95)
+    if slo.e2e_p95 is not None:
+        e2e = s.ttft_s + spec.tokens.output_high * s.tpot_s
+        if e2e > slo.e2e_p95:
+            return Rejection("", "e2e", f"end-to-end {e2e:.1f} s misses the {slo.e2e_p95:.1f} s "
+                             "SLO", e2e / slo.e2e_p95)
+    return None
+
+
+def _evaluate(spec: WorkloadSpec, inst: InstanceType, split: tuple[int, int], fmt: str,
+              catalog: HardwareCatalog) -> Candidate | Rejection:
+    tp, pp = split
+    label = _label(inst, tp, pp, fmt)
+    t = spec.tokens
+    embedding = spec.task == "embedding"
+    high = (t.input_high, 0 if embedding else t.output_high)
+    try:
+        est = run_estimate(_request(spec, inst, tp, pp, fmt, 1, high, spec.slo.tpot_p95), catalog)
+        if not est.fits:
+            return Rejection(label, "memory", _memory_reason(est),
+                             est.memory.total_bytes / est.memory.capacity_bytes)
+        batch, rejected = _batch(spec, est)
+        rejected = rejected or _check_ttft(spec, est)
+        if rejected is not None:
+            return Rejection(label, rejected.code, rejected.reason, rejected.gap)
+        mean = (t.input_mean, 0 if embedding else t.output_mean)
+        loaded = run_estimate(_request(spec, inst, tp, pp, fmt, batch, mean, None), catalog)
+    except EksplainError as exc:
+        return Rejection(label, "input", exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    return _candidate(spec, inst, (tp, pp, fmt, label), est, loaded)
+
+
+def _candidate(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str, str],
+               p95: Estimate, loaded: Estimate) -> Candidate | Rejection:
+    tp, pp, fmt, label = key
+    speed = loaded.speed.serving
+    cost = loaded.cost
+    if speed is None or cost.usd_per_hour is None:
+        return Rejection(label, "price", cost.note or "no speed estimate")
+    node_price = cost.usd_per_hour / cost.nodes
+    size = fleet(spec, speed.requests_per_s, tp * pp, inst.accelerator_count)
+    monthly = node_price * size.nodes_mean * 730
+    hourly_peak = node_price * size.nodes_peak
+    details: list[tuple[str, float | int | str]] = [
+        ("batch", speed.batch), ("requests_per_s_per_replica", round(speed.requests_per_s, 4)),
+        ("replicas_min", size.replicas_min), ("replicas_mean", round(size.replicas_mean, 2)),
+        ("replicas_peak", size.replicas_peak), ("nodes_peak", size.nodes_peak),
+        ("output_tokens_per_s_per_replica", round(speed.output_tokens_per_s, 1)),
+        ("kv_bytes_per_token", loaded.kv.bytes_per_token if loaded.kv else 0),
+        ("weights_bytes", p95.memory.weights_bytes),
+    ]
+    if spec.task == "batch-inference":
+        return _batch_job(spec, inst, key, p95, (speed.requests_per_s, node_price, details))
+    tpot = p95.speed.serving.tpot_s if p95.speed.serving else speed.tpot_s
+    cand = Candidate(
+        label=label, instance_type=inst.name, accelerator=p95.choice.accelerator.id,
+        nodes=size.nodes_peak, devices=tp * pp * size.replicas_peak, tp=tp, pp=pp,
+        dp=size.replicas_peak, weight_format=fmt, usd_per_hour=hourly_peak,
+        usd_per_month=monthly, usd_total=None,
+        latency_s=speed.tpot_s if spec.task != "embedding" else speed.ttft_s,
+        ttft_s=p95.speed.serving.ttft_s if p95.speed.serving else None,
+        memory_bytes=p95.memory.total_bytes, capacity_bytes=p95.memory.capacity_bytes,
+        details=(*details, ("tpot_p95_s", round(tpot, 6))),
+    )
+    return _check_limits(spec, cand)
+
+
+def _batch_job(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str, str],
+               p95: Estimate, run: tuple[float, float, list[tuple[str, float | int | str]]],
+               ) -> Candidate | Rejection:
+    """Offline batches: enough replicas to finish the requests before the deadline."""
+    tp, pp, fmt, label = key
+    per_replica, node_price, details = run
+    requests = spec.data.samples or round(spec.traffic.rps * 3600)
+    deadline = spec.slo.deadline or 3600.0
+    replicas = max(1, math.ceil(requests / (per_replica * deadline)))
+    per_node = max(inst.accelerator_count // (tp * pp), 1)
+    nodes = math.ceil(replicas / per_node) * max(1, (tp * pp) // inst.accelerator_count)
+    seconds = requests / (per_replica * replicas)
+    cand = Candidate(
+        label=label, instance_type=inst.name, accelerator=p95.choice.accelerator.id,
+        nodes=nodes, devices=tp * pp * replicas, tp=tp, pp=pp, dp=replicas, weight_format=fmt,
+        usd_per_hour=node_price * nodes, usd_per_month=None,
+        usd_total=node_price * nodes * seconds / 3600, latency_s=seconds, ttft_s=None,
+        memory_bytes=p95.memory.total_bytes, capacity_bytes=p95.memory.capacity_bytes,
+        details=(*details, ("requests", requests)),
+    )
+    return _check_limits(spec, cand)
+
+
+def _check_limits(spec: WorkloadSpec, cand: Candidate) -> Candidate | Rejection:
+    c = spec.constraints
+    if cand.nodes > c.max_nodes:
+        return Rejection(cand.label, "nodes", f"needs {cand.nodes} nodes at the peak, more than "
+                         f"max_nodes {c.max_nodes}", cand.nodes / c.max_nodes)
+    monthly = cand.usd_per_month if cand.usd_per_month is not None else None
+    if c.monthly_budget_usd is not None and monthly is not None and monthly > c.monthly_budget_usd:
+        return Rejection(cand.label, "budget", f"${monthly:,.0f} a month is over the "
+                         f"${c.monthly_budget_usd:,.0f} budget", monthly / c.monthly_budget_usd)
+    return cand
+
+
+def search_serving(spec: WorkloadSpec, model: Model, catalog: HardwareCatalog,
+                   ) -> tuple[list[Candidate], list[Rejection], int]:
+    """Every candidate for a serving spec: accepted ones and rejections, and how many ran."""
+    accepted: list[Candidate] = []
+    rejected: list[Rejection] = []
+    evaluated = 0
+    for inst in sorted(catalog.instances, key=lambda i: i.name):
+        if inst.accelerator_id is None:
+            continue
+        why = _allowed(inst, spec)
+        if why:
+            rejected.append(Rejection(inst.name, "family", why))
+            continue
+        device_bytes = next(a.memory_bytes for a in catalog.accelerators
+                            if a.id == inst.accelerator_id)
+        for split in _splits(model, inst, device_bytes):
+            for fmt in spec.precision:
+                evaluated += 1
+                out = _evaluate(spec, inst, split, fmt, catalog)
+                if isinstance(out, Candidate):
+                    accepted.append(out)
+                else:
+                    rejected.append(out)
+    return accepted, rejected, evaluated

@@ -1,0 +1,172 @@
+"""Training search: enumerate instance x nodes x TP x PP x recomputation, estimate, check.
+
+    enumerate: every priced, allowed instance type with accelerators; 1, 2, 4 ... nodes up to
+               max_nodes (several nodes only with EFA); TP inside a node, the smallest that fits;
+               PP only when TP alone does not fit; the least recomputation that fits, then the
+               largest micro-batch (1, 2, 4) that still fits
+    estimate:  memory per device, step time, time and dollars for the data
+    select:    the cheapest run that meets the deadline; the Pareto front of dollars vs time
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+from eksplain.catalog import Model
+from eksplain.errors import EksplainError
+from eksplain.estimate import Estimate, EstimateRequest, run_estimate
+from eksplain.hardware import HardwareCatalog, InstanceType
+from eksplain.search.plan import Candidate, Rejection
+from eksplain.search.serving import _allowed
+from eksplain.spec import WorkloadSpec
+from eksplain.units import GIB
+
+__all__ = ["data_tokens", "search_training"]
+
+Recompute = Literal["none", "selective", "full"]
+RECOMPUTE: tuple[Recompute, ...] = ("none", "selective", "full")
+MICRO_BATCHES = (1, 2, 4)
+
+
+def data_tokens(spec: WorkloadSpec) -> int | None:
+    """Tokens to train on: data.tokens, else samples x sequence length, times epochs."""
+    d = spec.data
+    per_epoch = d.tokens or (d.samples * spec.tokens.context if d.samples else None)
+    return round(per_epoch * d.epochs) if per_epoch else None
+
+
+def _node_counts(max_nodes: int) -> Iterator[int]:
+    n = 1
+    while n <= max_nodes:
+        yield n
+        n *= 2
+
+
+def _request(spec: WorkloadSpec, inst: InstanceType, nodes: int,
+             layout: tuple[int, int, Recompute],
+             micro: int, tokens: int | None) -> EstimateRequest:
+    tp, pp, recompute = layout
+    devices = nodes * inst.accelerator_count
+    dp = devices // (tp * pp)
+    c = spec.constraints
+    return EstimateRequest(
+        model=spec.model, hardware=inst.name, devices=devices, task="training", tp=tp, pp=pp,
+        dp=dp, batch=micro, seq_len=spec.tokens.context,
+        fsdp="full" if dp > 1 and spec.method == "full" else "none", method=spec.method,
+        recompute=recompute, precision="mixed", global_batch=micro * dp * max(1, 4 * (pp - 1)),
+        tokens=str(tokens) if tokens else None, region=c.region, capacity_type=c.capacity_type,
+        storage=spec.storage,
+    )
+
+
+def _layouts(model: Model, inst: InstanceType,
+             devices: int) -> Iterator[tuple[int, int, Recompute]]:
+    heads = model.architecture.attention.num_heads
+    n = inst.accelerator_count
+    for pp in (1, 2, 4, 8):
+        for tp in (1, 2, 4, 8):
+            if tp <= n and heads % tp == 0 and devices % (tp * pp) == 0 and (
+                    pp <= model.architecture.num_layers):
+                for recompute in RECOMPUTE:
+                    yield tp, pp, recompute
+
+
+def _fit(spec: WorkloadSpec, model: Model, inst: InstanceType, nodes: int,
+         catalog: HardwareCatalog, tokens: int | None) -> tuple[Estimate | None, str, int]:
+    """The first layout that fits (least parallelism and recomputation), with its largest
+    micro-batch; else None and the shortfall of the first layout tried."""
+    best_gap = ""
+    tried = 0
+    devices = nodes * inst.accelerator_count
+    for layout in _layouts(model, inst, devices):
+        tried += 1
+        est = run_estimate(_request(spec, inst, nodes, layout, 1, tokens), catalog, limits=False)
+        if not est.fits:
+            best_gap = best_gap or (
+                f"out of memory: {est.memory.total_bytes / GIB:.1f} GiB per device of "
+                f"{est.memory.capacity_bytes / GIB:.1f} GiB without parallelism or "
+                "recomputation, and no layout up to TP=8 x PP=8 with full recomputation fits")
+            continue
+        for micro in reversed(MICRO_BATCHES):
+            if micro == 1:
+                return est, "", tried
+            tried += 1
+            bigger = run_estimate(_request(spec, inst, nodes, layout, micro, tokens), catalog,
+                                  limits=False)
+            if bigger.fits:
+                return bigger, "", tried
+    return None, best_gap or "no parallel layout divides the heads and layers", tried
+
+
+def _candidate(spec: WorkloadSpec, inst: InstanceType, nodes: int, est: Estimate,
+               ) -> Candidate | Rejection:
+    par, speed = est.parallel, est.speed.training
+    split = f"TP={par.tp}" + (f" PP={par.pp}" if par.pp > 1 else "")
+    label = f"{inst.name} x {nodes}, {split}, DP={par.dp}, recompute {est.request.recompute}"
+    cost = est.cost
+    if speed is None or cost.usd_per_hour is None:
+        return Rejection(label, "price", cost.note or "no speed estimate")
+    seconds = est.speed.time_to_train_s
+    deadline = spec.slo.deadline
+    if seconds is not None and deadline is not None and seconds > deadline:
+        return Rejection(label, "deadline", f"{seconds / 3600:,.1f} h to train misses the "
+                         f"{deadline / 3600:,.1f} h deadline", seconds / deadline)
+    total = cost.usd_total
+    budget = spec.constraints.monthly_budget_usd
+    if budget is not None and total is not None and total > budget:
+        return Rejection(label, "budget", f"${total:,.0f} for the run is over the "
+                         f"${budget:,.0f} budget", total / budget)
+    check = est.checkpoint
+    return Candidate(
+        label=label, instance_type=inst.name, accelerator=est.choice.accelerator.id,
+        nodes=nodes, devices=par.devices, tp=par.tp, pp=par.pp, dp=par.dp,
+        weight_format=est.weight_format, usd_per_hour=cost.usd_per_hour, usd_per_month=None,
+        usd_total=total, latency_s=seconds or speed.step_time_s, ttft_s=None,
+        memory_bytes=est.memory.total_bytes, capacity_bytes=est.memory.capacity_bytes,
+        details=(
+            ("micro_batch", est.request.batch), ("recompute", est.request.recompute),
+            ("step_time_s", round(speed.step_time_s, 4)), ("mfu", round(speed.mfu, 4)),
+            ("tokens_per_s_per_device", round(speed.tokens_per_s_per_device, 1)),
+            ("efa_interfaces", inst.efa_interfaces),
+            ("checkpoint_interval_s", round(check.interval_s, 1) if check else 0),
+            ("checkpoint_write_s", round(check.write_s, 1) if check else 0),
+            ("checkpoint_overhead", round(check.overhead_fraction, 4) if check else 0),
+        ),
+    )
+
+
+def search_training(spec: WorkloadSpec, model: Model, catalog: HardwareCatalog,
+                    ) -> tuple[list[Candidate], list[Rejection], int]:
+    tokens = data_tokens(spec)
+    accepted: list[Candidate] = []
+    rejected: list[Rejection] = []
+    evaluated = 0
+    for inst in sorted(catalog.instances, key=lambda i: i.name):
+        if inst.accelerator_id is None:
+            continue
+        why = _allowed(inst, spec)
+        if why:
+            rejected.append(Rejection(inst.name, "family", why))
+            continue
+        for nodes in _node_counts(spec.constraints.max_nodes):
+            label = f"{inst.name} x {nodes}"
+            if nodes > 1 and not inst.efa_interfaces:
+                rejected.append(Rejection(label, "efa", "multi-node training without EFA: "
+                                          f"{inst.name} has no Elastic Fabric Adapter"))
+                break
+            try:
+                est, why, tried = _fit(spec, model, inst, nodes, catalog, tokens)
+            except EksplainError as exc:
+                rejected.append(Rejection(label, "parallelism", exc.message))
+                break
+            evaluated += tried
+            if est is None:
+                rejected.append(Rejection(label, "memory", why))
+                continue
+            out = _candidate(spec, inst, nodes, est)
+            if isinstance(out, Candidate):
+                accepted.append(out)
+            else:
+                rejected.append(out)
+    return accepted, rejected, evaluated

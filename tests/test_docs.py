@@ -52,6 +52,6 @@ def test_documented_options_exist() -> None:
 def test_readme_opens_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)\n```", readme, re.S)
-    assert "pip install . && eksplain estimate" in blocks[0]
+    assert "pip install . && eksplain plan examples/" in blocks[0]
     assert "python -m pytest" in blocks[1]
     assert blocks[1] in (ROOT / ".ci" / "run").read_text()

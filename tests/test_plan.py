@@ -1,0 +1,143 @@
+"""Plans for every example, checked for what an expert would insist on."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from eksplain import api
+from eksplain.cli.main import app
+from eksplain.errors import InfeasibleError, InputError
+from eksplain.hardware import find_instance, load_catalog
+from eksplain.search import Plan
+from eksplain.spec import load_spec, spec_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+CATALOG = load_catalog()
+PLANS = {path.name: api.plan(load_spec(path)) for path in EXAMPLES}
+
+
+def _glossary_keys() -> set[str]:
+    """Slugs of the glossary's terms (the keys plans refer to), plus the two the issue names."""
+    glossary = ROOT.parent / "shared" / "seed" / "glossary.md"
+    if not glossary.is_file():
+        pytest.skip("../shared/seed/glossary.md is not beside this checkout")
+    names = re.findall(r"^\*\*(.+?)\*\*", glossary.read_text(), re.M)
+    keys = set()
+    for name in names:
+        short = re.sub(r"\s*\(.*\)", "", name)  # "HPA (Horizontal Pod Autoscaler)" -> "HPA"
+        keys.add(re.sub(r"[^a-z0-9]+", "-", short.lower()).strip("-"))
+        abbrev = re.search(r"\((.+)\)", name)
+        if abbrev and len(abbrev.group(1)) <= 6:
+            keys.add(abbrev.group(1).lower())
+    return keys | {"tensor-parallelism", "attention", "fp16-bf16", "fsx-lustre", "gpu"}
+
+
+def test_at_least_ten_examples() -> None:
+    assert len(EXAMPLES) >= 10
+    for path in EXAMPLES:
+        assert path.read_text().startswith("#"), f"{path.name} has no comment on what it models"
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_plan_is_sound(name: str) -> None:
+    p: Plan = PLANS[name]
+    spec = load_spec(ROOT / "examples" / name)
+    c = p.choice
+    assert c is not None
+    # The choice fits.
+    assert c.memory_bytes <= c.capacity_bytes
+    # It meets the SLOs by the models' own numbers.
+    if spec.slo.tpot_p95 is not None and spec.task == "inference":
+        assert float(c.detail("tpot_p95_s") or 0) <= spec.slo.tpot_p95
+    if spec.slo.ttft_p95 is not None and c.ttft_s is not None:
+        assert c.ttft_s <= spec.slo.ttft_p95
+    if spec.slo.deadline is not None and not spec.serving:
+        assert c.latency_s <= spec.slo.deadline
+    # No accepted alternative is more than 2% cheaper (the near-tie rule picks fewer nodes).
+    assert all(a.objective >= c.objective / 1.02 for a in p.alternatives)
+    # Multi-node training uses EFA; TP stays inside a node.
+    inst = find_instance(CATALOG, c.instance_type)
+    if not spec.serving and c.nodes > 1:
+        assert inst.efa_interfaces > 0
+    assert c.tp <= inst.accelerator_count
+    # The constraints hold.
+    families = spec.constraints.families
+    assert not families or inst.family in families
+    assert c.nodes <= spec.constraints.max_nodes
+    # Every decision names glossary terms and carries a number.
+    keys = _glossary_keys()
+    for decision in p.decisions:
+        assert decision.terms
+        assert set(decision.terms) <= keys, set(decision.terms) - keys
+        assert re.search(r"\d", decision.text)
+
+
+def test_every_rejection_says_why() -> None:
+    for p in PLANS.values():
+        assert p.rejections
+        for r in p.rejections:
+            assert r.code
+            assert len(r.reason) > 10
+
+
+def test_multi_node_training_without_efa_is_rejected() -> None:
+    p = PLANS["pretrain-7b-1t.yaml"]
+    efa = [r for r in p.rejections if r.code == "efa"]
+    assert efa
+    assert all("without EFA" in r.reason for r in efa)
+
+
+def test_same_spec_same_json() -> None:
+    spec = load_spec(ROOT / "examples" / "chat-llama-3.1-8b.yaml")
+    first = json.dumps(api.plan_dict(api.plan(spec)))
+    assert json.dumps(api.plan_dict(api.plan(spec))) == first
+
+
+def test_infeasible_spec_names_what_to_change() -> None:
+    spec = spec_from_dict({"model": "llama-3.1-70b", "task": "inference",
+                           "constraints": {"families": ["g6"]},
+                           "slo": {"tpot_p95": "5ms"}})
+    with pytest.raises(InfeasibleError) as err:
+        api.plan(spec)
+    assert "No configuration" in err.value.message
+    assert "relax" in err.value.hint or "allow" in err.value.hint
+
+
+def test_spec_errors_name_the_field_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: llama-3.1-8b\ntask: inference\ntraffic: {rps: -3}\n")
+    with pytest.raises(InputError, match=r"traffic.rps"):
+        load_spec(bad)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: llama-3.1-8b\ntask: [inference\n")
+    with pytest.raises(InputError, match=r"line \d"):
+        load_spec(broken)
+    with pytest.raises(InputError, match="task"):
+        spec_from_dict({"model": "llama-3.1-8b", "task": "dancing"})
+
+
+def test_cli_plan_quick_flags_and_json(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["plan", "--model", "meta-llama/Llama-3.1-8B", "--task",
+                                 "inference", "--rps", "20", "--ttft-p95", "500ms",
+                                 "--tpot-p95", "50ms", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["choice"]["usd_per_month"] > 0
+    assert data["autoscaling"]["metric"] == "vllm:num_requests_running"
+    assert data["pareto"][0] == data["choice"]["label"]
+
+
+def test_cli_plan_text_and_schema(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["plan", str(ROOT / "examples" / "lora-llama-3.1-8b.yaml"),
+                                 "--explain"])
+    assert result.exit_code == 0, result.output
+    assert "why:" in result.output
+    assert "rejected:" in result.output
+    schema = json.loads(runner.invoke(app, ["schema"]).output)
+    assert {"model", "task"} <= set(schema["required"])
+    missing = runner.invoke(app, ["plan"])
+    assert missing.exit_code == 2

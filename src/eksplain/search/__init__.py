@@ -60,17 +60,17 @@ def _advice(spec: WorkloadSpec, rejections: list[Rejection]) -> tuple[str, ...]:
         gap = r.gap or 1.0
         if code == "memory":
             options = [f for f in ("fp8", "awq") if f not in spec.precision]
-            advice.append(f"the closest fit ({r.label}) needs {gap:.2f}x its memory: allow a "
-                          "larger instance family" + (f", or quantize to {' or '.join(options)}"
-                                                      if options else ""))
+            advice.append(f"the closest fit ({r.label}) needs {gap - 1:.1%} more memory than "
+                          "it has: allow a larger instance family" + (
+                              f", or quantize to {' or '.join(options)}" if options else ""))
         elif code in ("ttft", "tpot", "e2e"):
-            advice.append(f"relax the {code.upper()} SLO by {gap:.2f}x ({r.label}: {r.reason})")
+            advice.append(f"relax the {code.upper()} SLO by {gap - 1:.0%} ({r.label}: {r.reason})")
         elif code == "budget":
-            advice.append(f"raise the budget {gap:.2f}x ({r.label}: {r.reason})")
+            advice.append(f"raise the budget by {gap - 1:.0%} ({r.label}: {r.reason})")
         elif code == "deadline":
-            advice.append(f"extend the deadline {gap:.2f}x or allow more nodes ({r.label})")
+            advice.append(f"extend the deadline by {gap - 1:.0%} or allow more nodes ({r.label})")
         elif code == "nodes":
-            advice.append(f"allow {gap:.2f}x the max_nodes ({r.label})")
+            advice.append(f"allow {gap - 1:.0%} more than max_nodes ({r.label})")
     if any(r.code == "family" for r in rejections) and spec.constraints.families:
         advice.append("allow more instance families than " + ", ".join(spec.constraints.families))
     return tuple(advice)

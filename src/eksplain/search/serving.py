@@ -114,6 +114,16 @@ def _memory_reason(est: Estimate) -> str:
             f"{m.kv_cache_bytes / GIB:.1f} GiB), the device has {m.capacity_bytes / GIB:.1f} GiB")
 
 
+def _memory_gap(est: Estimate) -> float:
+    """Memory needed over memory available: the device's, or the engine pool's for the KV."""
+    m = est.memory
+    ratio = m.total_bytes / m.capacity_bytes
+    if est.kv is not None and m.kv_cache_bytes > est.kv.pool_bytes:
+        fixed = m.total_bytes - m.kv_cache_bytes
+        ratio = max(ratio, m.total_bytes / (fixed + est.kv.pool_bytes))
+    return ratio
+
+
 def _batch(spec: WorkloadSpec, est: Estimate) -> tuple[int, Rejection | None]:
     """The concurrency a replica runs at: what holds the TPOT SLO, the KV cache and the engine."""
     if spec.task == "embedding":
@@ -157,8 +167,7 @@ def _evaluate(spec: WorkloadSpec, inst: InstanceType, split: tuple[int, int], fm
     try:
         est = run_estimate(_request(spec, inst, tp, pp, fmt, 1, high, spec.slo.tpot_p95), catalog)
         if not est.fits:
-            return Rejection(label, "memory", _memory_reason(est),
-                             est.memory.total_bytes / est.memory.capacity_bytes)
+            return Rejection(label, "memory", _memory_reason(est), _memory_gap(est))
         batch, rejected = _batch(spec, est)
         rejected = rejected or _check_ttft(spec, est)
         if rejected is not None:

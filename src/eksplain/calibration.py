@@ -93,6 +93,7 @@ class TrainingCalibration:
 class Calibration:
     visible_memory_bytes: tuple[tuple[str, int], ...]
     default_visible_fraction: float
+    peak_proxies: tuple[tuple[str, str], ...]
     engines: tuple[EngineCalibration, ...]
     training: TrainingCalibration
     formats: tuple[QuantFormat, ...]
@@ -104,6 +105,10 @@ class Calibration:
         """Memory a process can use on the device (driver and ECC reservations taken off)."""
         measured = dict(self.visible_memory_bytes).get(accelerator_id)
         return measured if measured else round(physical_bytes * self.default_visible_fraction)
+
+    def peak_proxy(self, accelerator_id: str) -> str | None:
+        """The accelerator whose datasheet peaks stand in for an unpublished one's."""
+        return dict(self.peak_proxies).get(accelerator_id)
 
     def engine(self, name: str) -> EngineCalibration:
         return _by_name(self.engines, name, "serving engine")
@@ -178,6 +183,7 @@ def load_calibration() -> Calibration:
             (acc, _gib(row["visible_gib"])) for acc, row in cal["visible_memory"].items()
         ),
         default_visible_fraction=float(cal["default_visible_fraction"]["value"]),
+        peak_proxies=tuple((k, str(v)) for k, v in cal["peak_proxies"].items()),
         engines=tuple(_engine(name, row) for name, row in cal["engines"].items()),
         training=TrainingCalibration(
             cuda_context_bytes=_gib(t["cuda_context_gib"]["value"]),

@@ -243,9 +243,10 @@ def _plan(ctx: _Context) -> NodePlan:
 
 
 def _rates(ctx: _Context, fmt: str) -> DeviceRates:
-    """Peaks and bandwidth; the A10G's unpublished peaks come from the A10 (same GA102 die)."""
+    """Peaks and bandwidth; unpublished peaks come from the calibration's stand-in part."""
     acc = ctx.choice.accelerator
-    proxy = find_accelerator(ctx.catalog, "nvidia-a10") if acc.id == "nvidia-a10g" else None
+    stand_in = ctx.cal.peak_proxy(acc.id)
+    proxy = find_accelerator(ctx.catalog, stand_in) if stand_in else None
     r = rates(acc, fmt, proxy)
     if r.peak_flops <= 0:
         raise InputError(f"No published {r.compute_dtype} peak for {acc.id}.",

@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
 from eksplain.errors import EksplainError
 from eksplain.estimate import Estimate, EstimateRequest, run_estimate
@@ -27,7 +28,6 @@ from eksplain.units import GIB
 
 __all__ = ["Sizing", "fleet", "search_serving"]
 
-MAX_NUM_SEQS = 256  # vLLM's default --max-num-seqs: the engine never runs more at once
 EMBEDDING_BATCH = 64  # requests an embedding server batches together
 HOURS_PER_DAY = 24
 
@@ -128,7 +128,8 @@ def _batch(spec: WorkloadSpec, est: Estimate) -> tuple[int, Rejection | None]:
     """The concurrency a replica runs at: what holds the TPOT SLO, the KV cache and the engine."""
     if spec.task == "embedding":
         return EMBEDDING_BATCH, None
-    kv_limit = min(est.kv.max_batch if est.kv else 1, MAX_NUM_SEQS)
+    engine_limit = load_calibration().engine("vllm").max_num_seqs  # never more at once
+    kv_limit = min(est.kv.max_batch if est.kv else 1, engine_limit)
     target = spec.slo.tpot_p95
     if target is None or spec.task == "batch-inference":
         return max(kv_limit, 1), None

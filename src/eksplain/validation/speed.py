@@ -95,7 +95,8 @@ def _serving(case: Case, cal: Calibration) -> float:
     s, model, acc = case.setup, _model(case), _accelerator(case)
     par = _devices_parallel(acc, s)
     fmt = _weight_format(s)
-    proxy = find_accelerator(load_catalog(), "nvidia-a10") if acc.id == "nvidia-a10g" else None
+    stand_in = cal.peak_proxy(acc.id)
+    proxy = find_accelerator(load_catalog(), stand_in) if stand_in else None
     r = rates(acc, fmt, proxy)
     prompt, output = int(s.get("input_tokens", 128)), int(s.get("output_tokens", 128))
     batch = _batch(case, model, acc, fmt, par, cal, prompt + output)

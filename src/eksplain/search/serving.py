@@ -78,33 +78,42 @@ def _allowed(inst: InstanceType, spec: WorkloadSpec) -> str | None:
     return None
 
 
-def _splits(model: Model, inst: InstanceType, device_bytes: int) -> Iterator[tuple[int, int]]:
-    """(TP, PP): TP inside one node (powers of two up to its accelerators); PP over 2 and 4
-    nodes, TP filling each, only for models whose 16-bit weights one node cannot hold."""
+def _splits(model: Model, inst: InstanceType,
+            device_bytes: int) -> Iterator[tuple[int, int, int]]:
+    """(TP, PP, EP): TP inside one node (powers of two up to its accelerators), and for MoE
+    models the same devices as an expert-parallel group (EP = TP, as vLLM's
+    --enable-expert-parallel does); PP over 2 and 4 nodes, TP filling each, only for models
+    whose 16-bit weights one node cannot hold."""
     n = inst.accelerator_count
+    moe = model.architecture.is_moe
     tp = 1
     while tp <= n:
-        yield tp, 1
+        yield tp, 1, 1
+        if moe and tp > 1 and model.architecture.experts and (
+                model.architecture.experts.num_experts % tp == 0):
+            yield tp, 1, tp
         tp *= 2
     if model.params.total * 2 > n * device_bytes:
         for pp in (2, 4):
-            yield n, pp
+            yield n, pp, 1
 
 
-def _request(spec: WorkloadSpec, inst: InstanceType, tp: int, pp: int, fmt: str, batch: int,
-             tokens: tuple[int, int], tpot: float | None) -> EstimateRequest:
+def _request(spec: WorkloadSpec, inst: InstanceType, split: tuple[int, int, int], fmt: str,
+             batch: int, tokens: tuple[int, int], tpot: float | None) -> EstimateRequest:
     c = spec.constraints
+    tp, pp, ep = split
     return EstimateRequest(
-        model=spec.model, hardware=inst.name, devices=tp * pp, tp=tp, pp=pp, dp=1,
+        model=spec.model, hardware=inst.name, devices=tp * pp, tp=tp, pp=pp, dp=1, ep=ep,
         task="inference", dtype=fmt, batch=batch, input_tokens=tokens[0],
         output_tokens=tokens[1], tpot_target_s=tpot, engine=spec.engine,
         region=c.region, capacity_type=c.capacity_type, storage="s3",
     )
 
 
-def _label(inst: InstanceType, tp: int, pp: int, fmt: str) -> str:
-    split = f"TP={tp}" + (f" PP={pp}" if pp > 1 else "")
-    return f"{inst.name}, {split}, {fmt}"
+def _label(inst: InstanceType, split: tuple[int, int, int], fmt: str) -> str:
+    tp, pp, ep = split
+    text = f"TP={tp}" + (f" PP={pp}" if pp > 1 else "") + (f" EP={ep}" if ep > 1 else "")
+    return f"{inst.name}, {text}, {fmt}"
 
 
 def _memory_reason(est: Estimate) -> str:
@@ -158,15 +167,15 @@ def _check_ttft(spec: WorkloadSpec, est: Estimate) -> Rejection | None:
     return None
 
 
-def _evaluate(spec: WorkloadSpec, inst: InstanceType, split: tuple[int, int], fmt: str,
+def _evaluate(spec: WorkloadSpec, inst: InstanceType, split: tuple[int, int, int], fmt: str,
               catalog: HardwareCatalog) -> Candidate | Rejection:
-    tp, pp = split
-    label = _label(inst, tp, pp, fmt)
+    tp, pp, _ = split
+    label = _label(inst, split, fmt)
     t = spec.tokens
     embedding = spec.task == "embedding"
     high = (t.input_high, 0 if embedding else t.output_high)
     try:
-        est = run_estimate(_request(spec, inst, tp, pp, fmt, 1, high, spec.slo.tpot_p95), catalog)
+        est = run_estimate(_request(spec, inst, split, fmt, 1, high, spec.slo.tpot_p95), catalog)
         if not est.fits:
             return Rejection(label, "memory", _memory_reason(est), _memory_gap(est))
         batch, rejected = _batch(spec, est)
@@ -174,7 +183,7 @@ def _evaluate(spec: WorkloadSpec, inst: InstanceType, split: tuple[int, int], fm
         if rejected is not None:
             return Rejection(label, rejected.code, rejected.reason, rejected.gap)
         mean = (t.input_mean, 0 if embedding else t.output_mean)
-        loaded = run_estimate(_request(spec, inst, tp, pp, fmt, batch, mean, None), catalog)
+        loaded = run_estimate(_request(spec, inst, split, fmt, batch, mean, None), catalog)
     except EksplainError as exc:
         return Rejection(label, "input", exc.message + (f" ({exc.hint})" if exc.hint else ""))
     return _candidate(spec, inst, (tp, pp, fmt, label), est, loaded)

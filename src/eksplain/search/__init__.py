@@ -18,6 +18,7 @@ from collections import defaultdict
 
 from eksplain.catalog import Model, resolve_model
 from eksplain.checkpoint import StorageOption, load_storage
+from eksplain.datafiles import read_yaml
 from eksplain.errors import InfeasibleError
 from eksplain.hardware import HardwareCatalog, find_instance
 from eksplain.search.plan import Candidate, Decision, Plan, Rejection, pareto_front
@@ -98,12 +99,21 @@ def _model_cache(spec: WorkloadSpec, choice: Candidate, catalog: HardwareCatalog
         rows.append((name, round(seconds, 1), round(monthly, 2)))
     fast = [r for r in rows if r[1] <= COLD_LOAD_LIMIT_S] or [min(rows, key=lambda r: r[1])]
     name, seconds, monthly = min(fast, key=lambda r: (r[2], r[1], r[0]))
+    startup = read_yaml("startup.yaml")
+    pull = float(startup["image_pull"]["seconds"])
+    warmup = float(startup["engine_warmup"]["seconds"])
     text = (f"model cache on {name}: a replica loads its {weights / GIB:.1f} GiB of weights in "
             f"{seconds:.0f} s over the {inst.network_gbps:g} Gbps network of {inst.name} "
-            f"(${monthly:.2f} a month); the cheapest option within {COLD_LOAD_LIMIT_S:.0f} s")
-    terms = ("storage-class", "fsx-lustre" if name == "fsx-lustre" else "volume")
+            f"(${monthly:.2f} a month), the cheapest option within {COLD_LOAD_LIMIT_S:.0f} s; a "
+            f"cold start on a node that has the image takes {seconds + warmup:.0f} s (load + "
+            f"{warmup:.0f} s of engine warm-up), {pull:.0f} s more when the node must pull it "
+            "(node provisioning not included)")
+    terms = ("storage-class", "fsx-lustre" if name == "fsx-lustre" else "volume",
+             "container-registry")
+    cold = {"weight_load_s": seconds, "engine_warmup_s": warmup, "image_pull_s": pull,
+            "node_provisioning_s": None, "total_known_s": round(seconds + warmup + pull, 1)}
     return Decision(terms, text), (("model_cache", name), ("weight_load_s", seconds),
-                                   ("model_cache_options", tuple(rows)))
+                                   ("cold_start", cold), ("model_cache_options", tuple(rows)))
 
 
 def _batch_decision(spec: WorkloadSpec, c: Candidate, kv: int, batch: int) -> Decision:

@@ -7,9 +7,13 @@ decisions behind the choice, each tagged with the glossary terms that explain it
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["Candidate", "Decision", "Plan", "Rejection", "pareto_front"]
+from eksplain.hardware import HardwareCatalog, InstanceType
+from eksplain.spec import WorkloadSpec
+
+__all__ = ["Candidate", "Decision", "Plan", "Rejection", "eligible_instances", "pareto_front"]
 
 
 @dataclass(frozen=True)
@@ -82,3 +86,20 @@ def pareto_front(candidates: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
         if not front or cand.latency_s < front[-1].latency_s:
             front.append(cand)
     return tuple(front)
+
+
+def eligible_instances(spec: WorkloadSpec, catalog: HardwareCatalog,
+                       rejected: list[Rejection]) -> Iterator[InstanceType]:
+    """Instance types with accelerators that the spec's families allow, by name; each excluded
+    one is recorded in ``rejected`` with its reason."""
+    c = spec.constraints
+    for inst in sorted(catalog.instances, key=lambda i: i.name):
+        if inst.accelerator_id is None:
+            continue
+        if inst.family in c.exclude_families:
+            rejected.append(Rejection(inst.name, "family", f"family {inst.family} is excluded"))
+        elif c.families and inst.family not in c.families:
+            rejected.append(Rejection(inst.name, "family",
+                                      f"family {inst.family} is not in the allowed families"))
+        else:
+            yield inst

@@ -22,7 +22,7 @@ from eksplain.catalog import Model
 from eksplain.errors import EksplainError
 from eksplain.estimate import Estimate, EstimateRequest, run_estimate
 from eksplain.hardware import HardwareCatalog, InstanceType
-from eksplain.search.plan import Candidate, Rejection
+from eksplain.search.plan import Candidate, Rejection, eligible_instances
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
@@ -67,15 +67,6 @@ def fleet(spec: WorkloadSpec, per_replica_rps: float, devices_per_replica: int,
     mean_nodes = sum(nodes(r) for r in replicas) / len(replicas)
     return Sizing(sum(replicas) / len(replicas), min(replicas), peak, int(nodes(peak)),
                   mean_nodes)
-
-
-def _allowed(inst: InstanceType, spec: WorkloadSpec) -> str | None:
-    c = spec.constraints
-    if inst.family in c.exclude_families:
-        return f"family {inst.family} is excluded"
-    if c.families and inst.family not in c.families:
-        return f"family {inst.family} is not in the allowed families"
-    return None
 
 
 def _splits(model: Model, inst: InstanceType,
@@ -265,13 +256,7 @@ def search_serving(spec: WorkloadSpec, model: Model, catalog: HardwareCatalog,
     accepted: list[Candidate] = []
     rejected: list[Rejection] = []
     evaluated = 0
-    for inst in sorted(catalog.instances, key=lambda i: i.name):
-        if inst.accelerator_id is None:
-            continue
-        why = _allowed(inst, spec)
-        if why:
-            rejected.append(Rejection(inst.name, "family", why))
-            continue
+    for inst in eligible_instances(spec, catalog, rejected):
         device_bytes = next(a.memory_bytes for a in catalog.accelerators
                             if a.id == inst.accelerator_id)
         for split in _splits(model, inst, device_bytes):

@@ -17,8 +17,7 @@ from eksplain.catalog import Model
 from eksplain.errors import EksplainError
 from eksplain.estimate import Estimate, EstimateRequest, run_estimate
 from eksplain.hardware import HardwareCatalog, InstanceType
-from eksplain.search.plan import Candidate, Rejection
-from eksplain.search.serving import _allowed
+from eksplain.search.plan import Candidate, Rejection, eligible_instances
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
@@ -142,13 +141,7 @@ def search_training(spec: WorkloadSpec, model: Model, catalog: HardwareCatalog,
     accepted: list[Candidate] = []
     rejected: list[Rejection] = []
     evaluated = 0
-    for inst in sorted(catalog.instances, key=lambda i: i.name):
-        if inst.accelerator_id is None:
-            continue
-        why = _allowed(inst, spec)
-        if why:
-            rejected.append(Rejection(inst.name, "family", why))
-            continue
+    for inst in eligible_instances(spec, catalog, rejected):
         for nodes in _node_counts(spec.constraints.max_nodes):
             label = f"{inst.name} x {nodes}"
             if nodes > 1 and not inst.efa_interfaces:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from eksplain import api
 from eksplain.cli.main import app
 from eksplain.errors import InfeasibleError, InputError
+from eksplain.estimate import EstimateRequest
 from eksplain.hardware import find_instance, load_catalog
 from eksplain.search import Plan
 from eksplain.spec import load_spec, spec_from_dict
@@ -17,6 +18,7 @@ from eksplain.spec import load_spec, spec_from_dict
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 CATALOG = load_catalog()
+LLAMA_8B = "meta-llama/Llama-3.1-8B"
 PLANS = {path.name: api.plan(load_spec(path)) for path in EXAMPLES}
 
 
@@ -141,3 +143,20 @@ def test_cli_plan_text_and_schema(runner: CliRunner) -> None:
     assert {"model", "task"} <= set(schema["required"])
     missing = runner.invoke(app, ["plan"])
     assert missing.exit_code == 2
+
+
+def test_formats_without_kernels_on_neuron_are_refused() -> None:
+    # AWQ and bitsandbytes (QLoRA's nf4) ship CUDA kernels only (data/quantization.yaml vendors).
+    with pytest.raises(InputError, match="no kernels on AWS"):
+        api.estimate(EstimateRequest(model=LLAMA_8B, hardware="inf2.xlarge", dtype="awq"))
+    with pytest.raises(InputError, match="use --method lora"):
+        api.estimate(EstimateRequest(model=LLAMA_8B, hardware="trn1.32xlarge", task="training",
+                                     method="qlora"))
+    fits = api.estimate(EstimateRequest(model=LLAMA_8B, hardware="inf2.xlarge", dtype="fp8"))
+    assert fits.memory.weights_bytes > 0
+    spec = spec_from_dict({"model": LLAMA_8B, "task": "inference", "precision": ["awq"],
+                           "constraints": {"families": ["inf2", "g6e"]}})
+    plan = api.plan(spec)
+    refused = [r for r in plan.rejections if r.code == "format"]
+    assert refused and all(r.label.startswith("inf2") for r in refused)
+    assert plan.choice is not None and plan.choice.label.startswith("g6e")

@@ -38,6 +38,10 @@ class QuantFormat:
     double_quant_scale_bits: int
     double_quant_group: int
     compute: str
+    vendors: tuple[str, ...]  # accelerator vendors whose engines load this format
+
+    def runs_on(self, vendor: str) -> bool:
+        return vendor in self.vendors
 
     def matrix_bits(self, elements: int) -> int:
         """Bits to store ``elements`` weights of a projection matrix, scales included."""
@@ -169,6 +173,7 @@ def _format(name: str, row: dict[str, Any]) -> QuantFormat:
         double_quant_scale_bits=int(row.get("double_quant_scale_bits", 0)),
         double_quant_group=int(row.get("double_quant_group", 0)),
         compute=str(row["compute"]),
+        vendors=tuple(str(v) for v in row["vendors"]),
     )
 
 

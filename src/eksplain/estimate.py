@@ -35,7 +35,13 @@ from eksplain.compute import (
 )
 from eksplain.cost import Cost, NodePlan, Throughput, cost, node_plan
 from eksplain.errors import InputError
-from eksplain.hardware import HardwareCatalog, HardwareChoice, find_accelerator, resolve_hardware
+from eksplain.hardware import (
+    Accelerator,
+    HardwareCatalog,
+    HardwareChoice,
+    find_accelerator,
+    resolve_hardware,
+)
 from eksplain.memory import (
     LORA_TARGETS,
     KvCapacity,
@@ -51,7 +57,8 @@ from eksplain.memory import (
 from eksplain.parallel import Parallelism
 from eksplain.units import normalise_dtype, parse_count
 
-__all__ = ["Estimate", "EstimateRequest", "Speed", "run_estimate"]
+__all__ = ["Estimate", "EstimateRequest", "Speed", "run_estimate", "unsupported_format",
+           "weight_format"]
 
 _WEIGHT_FORMATS = {"awq", "gptq", "nf4", "int8-wo"}
 
@@ -146,16 +153,35 @@ class Estimate:
 # ---------------------------------------------------------------------------------------------
 
 
-def _weight_format(req: EstimateRequest, model: Model) -> str:
+def weight_format(dtype: str, model: Model) -> str:
     """The storage format of the weights: a pre-quantized checkpoint's, else ``--dtype``."""
-    if model.quantization is not None and req.dtype in ("bf16", "auto"):
+    if model.quantization is not None and dtype in ("bf16", "auto"):
         method = model.quantization.method
         if method == "bitsandbytes":
             return "nf4" if model.quantization.bits == 4 else "int8-wo"
         return method if method in _WEIGHT_FORMATS | {"fp8"} else "bf16"
-    if req.dtype.lower() in _WEIGHT_FORMATS:
-        return req.dtype.lower()
-    return normalise_dtype(req.dtype)
+    if dtype.lower() in _WEIGHT_FORMATS:
+        return dtype.lower()
+    return normalise_dtype(dtype)
+
+
+def unsupported_format(fmt: str, accelerator: Accelerator, cal: Calibration) -> str | None:
+    """Why ``fmt`` cannot run on ``accelerator`` (no engine kernels for its vendor), or None."""
+    if cal.format(fmt).runs_on(accelerator.vendor):
+        return None
+    vendors = [f.name for f in cal.formats if f.runs_on(accelerator.vendor)]
+    return (f"{fmt} weights have no kernels on {accelerator.vendor} accelerators "
+            f"({accelerator.name}); formats that run there: {', '.join(vendors)}")
+
+
+def _check_format(req: EstimateRequest, fmt: str, accelerator: Accelerator,
+                  cal: Calibration) -> None:
+    used = "nf4" if req.task == "training" and req.method == "qlora" else fmt
+    why = unsupported_format(used, accelerator, cal)
+    if why is not None:
+        hint = "QLoRA needs bitsandbytes (NVIDIA); use --method lora" if used != fmt else (
+            "pick another --dtype, or an NVIDIA GPU")
+        raise InputError(why + ".", hint=hint)
 
 
 def _parallelism(req: EstimateRequest, devices: int) -> Parallelism:
@@ -392,9 +418,11 @@ def run_estimate(req: EstimateRequest, catalog: HardwareCatalog, limits: bool = 
     model = resolve_model(req.model)
     choice = resolve_hardware(catalog, req.hardware, req.devices)
     cal = load_calibration()
+    fmt = weight_format(req.dtype, model)
+    _check_format(req, fmt, choice.accelerator, cal)
     ctx = _Context(
         req=req, model=model, choice=choice, catalog=catalog, cal=cal,
-        par=_parallelism(req, choice.devices), fmt=_weight_format(req, model),
+        par=_parallelism(req, choice.devices), fmt=fmt,
         capacity=cal.visible_bytes(choice.accelerator.id, choice.accelerator.memory_bytes),
     )
     return _serving(ctx) if req.task == "inference" else _training(ctx, limits)

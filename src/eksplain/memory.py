@@ -387,7 +387,7 @@ def _shard_group(cfg: TrainingConfig) -> int:
 def _trainable_elements(model: Model, par: Parallelism) -> tuple[int, int]:
     """(elements per device on the largest stage, largest single layer per device)."""
     arch = model.architecture
-    fmt16 = QuantFormat("bf16", 16, 0, 0, 0, 0, 0, "bf16")
+    fmt16 = QuantFormat("bf16", 16, 0, 0, 0, 0, 0, "bf16", ())
     per_device = weight_bytes(model, fmt16, par) // 2
     largest = max(
         round(_layer_matrix_elements(arch, lp, par)) + lp.small for lp in model.params.layer_kinds

@@ -52,7 +52,7 @@ class Candidate:
 @dataclass(frozen=True)
 class Rejection:
     label: str
-    code: str  # memory | ttft | tpot | e2e | deadline | budget | nodes | parallelism | efa ...
+    code: str  # memory | format | ttft | tpot | e2e | deadline | budget | nodes | efa ...
     reason: str
     gap: float | None = None  # how far off, as a ratio to the limit (1.3 = 30% over)
 

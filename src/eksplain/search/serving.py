@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
 from eksplain.errors import EksplainError
-from eksplain.estimate import Estimate, EstimateRequest, run_estimate
+from eksplain.estimate import (
+    Estimate,
+    EstimateRequest,
+    run_estimate,
+    unsupported_format,
+    weight_format,
+)
 from eksplain.hardware import HardwareCatalog, InstanceType
 from eksplain.search.plan import Candidate, Rejection, eligible_instances
 from eksplain.spec import WorkloadSpec
@@ -256,11 +262,18 @@ def search_serving(spec: WorkloadSpec, model: Model, catalog: HardwareCatalog,
     accepted: list[Candidate] = []
     rejected: list[Rejection] = []
     evaluated = 0
+    cal = load_calibration()
     for inst in eligible_instances(spec, catalog, rejected):
-        device_bytes = next(a.memory_bytes for a in catalog.accelerators
-                            if a.id == inst.accelerator_id)
-        for split in _splits(model, inst, device_bytes):
-            for fmt in spec.precision:
+        acc = next(a for a in catalog.accelerators if a.id == inst.accelerator_id)
+        formats = []
+        for fmt in spec.precision:
+            why = unsupported_format(weight_format(fmt, model), acc, cal)
+            if why is None:
+                formats.append(fmt)
+            else:
+                rejected.append(Rejection(f"{inst.name} {fmt}", "format", why))
+        for split in _splits(model, inst, acc.memory_bytes):
+            for fmt in formats:
                 evaluated += 1
                 out = _evaluate(spec, inst, split, fmt, catalog)
                 if isinstance(out, Candidate):

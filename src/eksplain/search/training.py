@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
+from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
 from eksplain.errors import EksplainError
-from eksplain.estimate import Estimate, EstimateRequest, run_estimate
+from eksplain.estimate import Estimate, EstimateRequest, run_estimate, unsupported_format
 from eksplain.hardware import HardwareCatalog, InstanceType
 from eksplain.search.plan import Candidate, Rejection, eligible_instances
 from eksplain.spec import WorkloadSpec
@@ -141,7 +142,13 @@ def search_training(spec: WorkloadSpec, model: Model, catalog: HardwareCatalog,
     accepted: list[Candidate] = []
     rejected: list[Rejection] = []
     evaluated = 0
+    cal = load_calibration()
     for inst in eligible_instances(spec, catalog, rejected):
+        acc = next(a for a in catalog.accelerators if a.id == inst.accelerator_id)
+        why = unsupported_format("nf4", acc, cal) if spec.method == "qlora" else None
+        if why is not None:
+            rejected.append(Rejection(inst.name, "format", "QLoRA: " + why))
+            continue
         for nodes in _node_counts(spec.constraints.max_nodes):
             label = f"{inst.name} x {nodes}"
             if nodes > 1 and not inst.efa_interfaces:

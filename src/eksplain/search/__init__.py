@@ -27,7 +27,16 @@ from eksplain.search.training import data_tokens, search_training
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
-__all__ = ["Candidate", "Decision", "Plan", "Rejection", "plan", "rejection_counts"]
+__all__ = ["DECISION_TERMS", "Candidate", "Decision", "Plan", "Rejection", "plan",
+           "rejection_counts"]
+
+# Every glossary key a plan's decisions may carry (a test checks each is in the glossary).
+DECISION_TERMS = frozenset({
+    "accelerator", "gpu", "inferentia", "attention", "batch-size", "throughput",
+    "model-parallelism", "multi-gpu", "quantization", "auto-scaling", "hpa", "replica",
+    "storage-class", "fsx-lustre", "volume", "container-registry", "distributed-training",
+    "data-parallelism", "pipeline-parallelism", "efa", "checkpoint",
+})
 
 COLD_LOAD_LIMIT_S = 120.0  # the model cache must load a replica's weights within two minutes
 # Where a new node reads the weights from; instance NVMe starts empty on a new node, so it can
@@ -144,7 +153,7 @@ def _serving_decisions(spec: WorkloadSpec, model: Model, c: Candidate,
     ]
     if c.tp > 1 or c.pp > 1:
         decisions.append(Decision(
-            ("tensor-parallelism", "model-parallelism", "multi-gpu"),
+            ("model-parallelism", "multi-gpu"),
             f"TP={c.tp}" + (f" x PP={c.pp}" if c.pp > 1 else "") + " splits each replica's "
             f"{int(c.detail('weights_bytes') or 0) * c.tp * c.pp / GIB:.0f} GiB of weights "
             "over the devices of one node" + (" and across nodes" if c.pp > 1 else "")))
@@ -175,7 +184,7 @@ def _training_decisions(spec: WorkloadSpec, c: Candidate,
                           if spec.slo.deadline else "") + (
                      f": ${c.usd_total:,.0f} for {tokens:,} tokens"
                      if c.usd_total is not None and tokens else "")),
-        Decision(("data-parallelism", "tensor-parallelism", "pipeline-parallelism"),
+        Decision(("data-parallelism", "model-parallelism", "pipeline-parallelism"),
                  f"TP={c.tp} inside each node, PP={c.pp}, "
                  + (f"and FSDP over DP={c.dp}: " if c.dp > 1 else "one data-parallel rank: ")
                  + f"{c.memory_bytes / GIB:.1f} GiB per device of "

@@ -10,9 +10,18 @@ if TYPE_CHECKING:
     from eksplain.catalog import ModelEntry
     from eksplain.compute import ServingSpeed, TrainingSpeed
     from eksplain.estimate import Estimate
+    from eksplain.explain import Explanation
+    from eksplain.explain.glossary import GlossaryEntry
     from eksplain.search.plan import Candidate, Plan
 
-__all__ = ["estimate_dict", "hardware_row_dict", "model_entry_dict", "plan_dict"]
+__all__ = [
+    "estimate_dict",
+    "explanation_dict",
+    "glossary_entry_dict",
+    "hardware_row_dict",
+    "model_entry_dict",
+    "plan_dict",
+]
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -194,3 +203,29 @@ def plan_dict(p: Plan, top: int | None = None) -> dict[str, Any]:
         "evaluated": p.evaluated,
         **{key: _extra(value) for key, value in p.extras},
     }
+
+
+def glossary_entry_dict(entry: GlossaryEntry) -> dict[str, Any]:
+    return {
+        "key": entry.key, "term": entry.term, "aliases": list(entry.aliases),
+        "definition": entry.definition, "infrastructure": entry.infrastructure,
+        "eksplain": entry.eksplain, "related": list(entry.related),
+    }
+
+
+def explanation_dict(ex: Explanation) -> dict[str, Any]:
+    out = glossary_entry_dict(ex.entry)
+    out["used_by"] = list(ex.used_by)
+    if ex.workload is not None:
+        out["workload"] = {"model": ex.workload.model.id, "hardware": ex.workload.hardware,
+                           "devices": ex.workload.devices, "sizing": ex.workload.sizing,
+                           "default": ex.workload.default,
+                           "input_tokens": ex.workload.input_tokens,
+                           "output_tokens": ex.workload.output_tokens}
+    if ex.impact is not None:
+        out["impact"] = {"title": ex.impact.title, "headers": list(ex.impact.headers),
+                         "rows": [list(r) for r in ex.impact.rows],
+                         "notes": list(ex.impact.notes)}
+    if ex.impact_error:
+        out["impact_error"] = ex.impact_error
+    return out

@@ -6,6 +6,8 @@ from rich.table import Table
 
 from eksplain.api import Estimate, HardwareRow
 from eksplain.catalog import ModelEntry
+from eksplain.explain import Explanation
+from eksplain.explain.glossary import GlossaryEntry
 from eksplain.search import Candidate, Plan, rejection_counts
 from eksplain.units import GIB, format_bytes, format_duration
 
@@ -205,3 +207,46 @@ def plan_lines(p: Plan, top: int, explain: bool) -> list[str]:
             f"{code} {n}" for code, n in rejection_counts(p).items())
             + " (--explain lists them)"]
     return lines
+
+
+def explanation_lines(ex: Explanation) -> list[str | Table]:
+    e = ex.entry
+    lines: list[str | Table] = []
+    w = ex.workload
+    if w is not None:
+        default = "; the default workload: pass --model and --hardware for yours" if (
+            w.default) else ""
+        lines.append(f"[dim]workload: {w.describe()}{default}[/dim]")
+    lines += [f"[bold]{e.term}[/bold] ({e.key})", "", e.definition, "",
+              f"[bold]why it matters:[/bold] {e.infrastructure}", "",
+              f"[bold]in eksplain:[/bold] {e.eksplain}"]
+    if ex.impact is not None:
+        if ex.impact.rows:
+            table = Table(title=ex.impact.title, title_justify="left")
+            for header in ex.impact.headers:
+                table.add_column(header)
+            for row in ex.impact.rows:
+                table.add_row(*row)
+            lines += ["", table]
+        else:
+            lines += ["", f"[bold]{ex.impact.title}[/bold]"]
+        lines += [f"- {note}" for note in ex.impact.notes]
+    elif ex.impact_error:
+        lines += ["", f"(no figures for this workload: {ex.impact_error})"]
+    if ex.used_by:
+        lines += ["", "used by: " + "; ".join(ex.used_by)]
+    if e.related:
+        lines += ["related: " + ", ".join(e.related)]
+    return lines
+
+
+def glossary_table(entries: tuple[GlossaryEntry, ...]) -> Table:
+    table = Table(title=f"Glossary ({len(entries)} terms; eksplain explain TERM)",
+                  title_justify="left")
+    table.add_column("key")
+    table.add_column("term")
+    table.add_column("definition")
+    for e in entries:
+        first = e.definition.split(". ")[0].rstrip(".") + "."
+        table.add_row(e.key, e.term, first)
+    return table

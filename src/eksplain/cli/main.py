@@ -205,6 +205,53 @@ def plan(
         console.print(line)
 
 
+@app.command("explain")
+def explain_term(
+    term: Annotated[str, typer.Argument(help="A glossary term, key or alias (hpa, kv cache, "
+                                             "tp ...).")],
+    model: Annotated[str | None, typer.Option(
+        help="Model to quantify for (default: Llama-3.1-8B).")] = None,
+    hardware: Annotated[str | None, typer.Option(
+        help="Accelerator or instance type (default: h100).")] = None,
+    input_tokens: Annotated[int, typer.Option(help="Prompt tokens per request.")] = 512,
+    output_tokens: Annotated[int, typer.Option(help="Generated tokens per request.")] = 256,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A glossary term: what it is, why it matters, and what it means for your workload."""
+    from eksplain import explain as glossary_use_case
+
+    result = _call(lambda: glossary_use_case.explain(term, model, hardware, input_tokens,
+                                                     output_tokens))
+    if json_output:
+        from eksplain.serialize import explanation_dict
+
+        _print_json(explanation_dict(result))
+        return
+    from eksplain.cli.format import explanation_lines
+
+    console = _console()
+    for line in explanation_lines(result):
+        console.print(line)
+
+
+@app.command()
+def glossary(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every glossary term with its key and a one-line definition."""
+    from eksplain import explain as glossary_use_case
+
+    entries = _call(glossary_use_case.glossary)
+    if json_output:
+        from eksplain.serialize import glossary_entry_dict
+
+        _print_json([glossary_entry_dict(e) for e in entries])
+        return
+    from eksplain.cli.format import glossary_table
+
+    _console().print(glossary_table(entries))
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the workload spec."""

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from eksplain import api
 from eksplain.catalog import resolve_model
 from eksplain.cli.main import app
 from eksplain.errors import CatalogError
+from eksplain.estimate import EstimateRequest
 from eksplain.explain import explain, glossary
 from eksplain.explain.glossary import find_term, normalise
 from eksplain.explain.impacts import IMPACTS, Impact, Workload, bubble_fraction
@@ -234,3 +236,65 @@ def test_workload_for_a_model_that_does_not_fit_one_node() -> None:
     assert "does not fit" in ex.workload.sizing
     assert isinstance(ex.workload, Workload)
     assert ex.workload.model == model
+
+
+def test_storage_load_time_is_capped_by_the_network() -> None:
+    # 8B in bf16 is 16.06e9 bytes; p5.4xlarge has 100 Gbps = 12.5 GB/s of network.
+    # S3 10.625 GB/s per client: 1.5 s; FSx 150 GB/s capped at 12.5: 1.3 s; EFS 1.573: 10.2 s;
+    # gp3 2.097: 7.7 s; io2 4.194: 3.8 s; local NVMe 16 GB/s (not network): 1.0 s.
+    rows = _rows(explain("storage-class").impact)
+    assert {k: r[1] for k, r in rows.items()} == {
+        "s3": "1.5", "fsx-lustre": "1.3", "efs": "10.2", "ebs-gp3": "7.7", "ebs-io2": "3.8",
+        "instance-nvme": "1.0"}
+
+
+def test_dollars_per_million_tokens_follow_price_and_throughput() -> None:
+    # $ per million output tokens = $/hour / (output tokens/s x 3,600) x 1e6; p5.4xlarge is
+    # $6.88/hour on demand in us-east-1 (data/offerings.csv, 2026-07-20).
+    est = api.estimate(EstimateRequest(model=LLAMA_8B, hardware="h100", batch=32,
+                                       input_tokens=512, output_tokens=256))
+    assert est.speed.serving is not None
+    expected = 6.88 / (est.speed.serving.output_tokens_per_s * 3600) * 1e6
+    rows = _rows(explain("tokenization").impact)
+    assert float(rows["output (generated) tokens"][1]) == pytest.approx(expected, abs=0.001)
+    # the same link on each instance of the comparison
+    compare = _rows(explain("gpu").impact)
+    assert float(compare["p5.4xlarge"][3]) == pytest.approx(expected, abs=0.001)
+    assert compare["inf2.xlarge"][1] == "aws-inferentia2"
+
+
+def test_batching_trades_latency_for_throughput() -> None:
+    rows = list(_rows(explain("batch-size").impact).values())
+    tpot = [float(r[1]) for r in rows]
+    tokens = [float(r[2].replace(",", "")) for r in rows]
+    assert tpot == sorted(tpot)
+    assert tokens == sorted(tokens)
+    # batch 1: one sequence, so output tokens/s is 1 / TPOT (within the rounding of both)
+    assert tokens[0] == pytest.approx(1000 / tpot[0], rel=0.02)
+
+
+def test_embedding_requests_and_dollars() -> None:
+    # $ per million requests = $6.88 / (requests/s x 3,600) x 1e6 on p5.4xlarge.
+    ex = explain("embedding")
+    assert ex.workload is not None
+    assert ex.workload.model.id == "BAAI/bge-large-en-v1.5"  # an embedding model by default
+    rows = _rows(ex.impact)
+    rps = float(rows["requests/s per replica"][1].replace(",", ""))
+    assert float(rows["$ per million requests"][1]) == pytest.approx(
+        6.88 / (rps * 3600) * 1e6, rel=0.001)
+
+
+def test_training_time_and_cost() -> None:
+    # hours = 1e9 tokens / (tokens/s per device x 8 devices) / 3,600; dollars = hours x $55.04
+    # (p5.48xlarge on demand, us-east-1; the EKS control plane fee is reported apart).
+    est = api.estimate(EstimateRequest(model=LLAMA_8B, hardware="p5.48xlarge", task="training",
+                                       seq_len=4096, fsdp="full", recompute="selective",
+                                       tokens="1e9"))
+    assert est.speed.training is not None
+    hours = 1e9 / (est.speed.training.tokens_per_s_per_device * 8) / 3600
+    full = _rows(explain("training").impact)["full"]
+    assert float(full[3]) == pytest.approx(hours, abs=0.05)
+    assert float(full[4].replace(",", "")) == pytest.approx(hours * 55.04, rel=0.005)
+    trainium = _rows(explain("trainium").impact)
+    assert trainium["trn1.32xlarge"][1] == "aws-trainium"
+    assert trainium["p5.48xlarge"][4] == full[3]

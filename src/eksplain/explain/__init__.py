@@ -22,6 +22,7 @@ __all__ = ["DEFAULT_HARDWARE", "DEFAULT_MODEL", "Explanation", "explain", "gloss
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B"
 DEFAULT_HARDWARE = "h100"
+DEFAULT_MODELS = {"embedding": "BAAI/bge-large-en-v1.5", "bert": "BAAI/bge-large-en-v1.5"}
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def explain(term: str, model: str | None = None, hardware: str | None = None,
     impact_fn = IMPACTS.get(entry.key)
     if impact_fn is None:
         return Explanation(entry, None, None, "", used_by(entry.key))
-    name = model or DEFAULT_MODEL
+    name = model or DEFAULT_MODELS.get(entry.key, DEFAULT_MODEL)
     resolved = resolve_model(name)
     if not resolved.architecture.causal:  # an encoder reads its input and generates nothing
         input_tokens = min(input_tokens, resolved.architecture.max_context)

@@ -273,7 +273,7 @@ def _load_rows(w: Workload) -> tuple[tuple[str, str], ...]:
             continue
         rate = option.read_bytes_per_s if option.id == "instance-nvme" else min(
             option.read_bytes_per_s, network)
-        rows.append((option.id, f"{weights / rate:.0f}"))
+        rows.append((option.id, f"{weights / rate:.1f}"))
     return tuple(rows)
 
 
@@ -320,7 +320,9 @@ def tokens(w: Workload) -> Impact:
             ("output (generated) tokens", f"{out:.3f}" if out is not None else "unknown"))
     return Impact(f"Dollars per million tokens for {w.model.id} on {c.instance_type}, 32 requests"
                   " at once", ("tokens", "$ per million"), rows,
-                  ("prices are per token, so the tokenizer's tokens per word scale the bill; "
+                  ("each row charges the whole bill to that kind of token: a replica does both "
+                   "at once, so these are upper bounds, not parts of a sum",
+                   "prices are per token, so the tokenizer's tokens per word scale the bill; "
                    "eksplain has no sourced tokens-per-word figures yet",))
 
 
@@ -404,7 +406,7 @@ IMPACTS: dict[str, ImpactFn] = {
     "tensor": parameters,
     "training": training, "fine-tuning": training, "pre-training": training,
     "gradient": training, "epoch": training,
-    "embedding": embedding,
+    "embedding": embedding, "bert": embedding,
 }
 
 

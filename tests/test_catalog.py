@@ -6,6 +6,7 @@ import pytest
 
 from eksplain.catalog import ModelEntry, find_model, load_models, resolve_model
 from eksplain.errors import CatalogError, InputError
+from eksplain.memory import kv_bytes_for_sequence
 
 ENTRIES = load_models()
 
@@ -88,3 +89,15 @@ def test_names_are_unique_across_entries() -> None:
         for name in {entry.model.id.lower(), *entry.aliases}:
             assert name not in seen, (name, seen.get(name), entry.model.id)
             seen[name] = entry.model.id
+
+
+@pytest.mark.parametrize("name", ["llama-4-scout", "llama-4-maverick"])
+def test_llama4_chunked_attention_kv(name: str) -> None:
+    # Scout lists no_rope_layers; Maverick's config.json has none, and transformers builds it
+    # from no_rope_layer_interval 4 (Llama4TextConfig.__post_init__, v5.24.0), so both have the
+    # same attention: 12 NoPE layers (every 4th of 48) attend globally and 36 RoPE layers within
+    # chunks of 8,192 tokens. 2 (K, V) x 8 KV heads x 128 x 2 bytes = 4,096 B per token per layer.
+    # 128k sequence: (12 x 131,072 + 36 x 8,192) x 4,096 = 7,650,410,496 B = 7.125 GiB.
+    arch = find_model(ENTRIES, name).model.architecture
+    assert sum(w is None for w in arch.layer_windows) == 12
+    assert kv_bytes_for_sequence(arch, 16, 131_072) == 7_650_410_496

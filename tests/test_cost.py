@@ -4,7 +4,14 @@ import math
 
 import pytest
 
-from eksplain.checkpoint import StorageOption, checkpoint_plan, failure_rate
+import eksplain
+from eksplain.checkpoint import (
+    StorageOption,
+    checkpoint_plan,
+    failure_rate,
+    find_storage,
+    load_storage,
+)
 from eksplain.cost import HOURS_PER_MONTH, Throughput, cost, node_plan
 from eksplain.errors import InputError
 from eksplain.hardware import find_instance, load_catalog
@@ -57,3 +64,42 @@ def test_young_daly_interval_by_hand() -> None:
 def test_failure_rate_from_llama3() -> None:
     # Llama 3 405B: 419 unexpected interruptions in 54 days on 16,384 GPUs.
     assert failure_rate() == pytest.approx(419 / (16_384 * 54), rel=1e-3)
+
+
+# g6e.xlarge: 2.5 Gbps of network (instances.csv, Karpenter's table) = 2.5e9 / 8 = 312.5 MB/s.
+G6E_XLARGE_BYTES_PER_S = 2.5e9 / 8
+
+
+@pytest.mark.parametrize("storage", ["s3", "efs", "fsx-lustre", "ebs-gp3"])
+def test_checkpoint_throughput_is_capped_by_the_node_network(storage: str) -> None:
+    # Per client (storage.yaml): S3 10 GB/s write, 10.625 GB/s read; EFS 1.573 GB/s; EBS gp3
+    # 2.097 GB/s; FSx 150 GB/s, and its file system for two 10 TB checkpoints gives
+    # 2e13 / 2^40 TiB x 125 MB/s per TiB = 2.27 GB/s. All exceed what one g6e.xlarge moves,
+    # 312.5 MB/s: 10 TB is written and read back in 1e13 / 312.5e6 = 32,000 s each.
+    option = find_storage(load_storage(), storage)
+    g6e = find_instance(CATALOG, "g6e.xlarge")
+    check = checkpoint_plan(10**13, 1, 1, option, 0.001, g6e)
+    assert check.write_s == pytest.approx(32_000)
+    assert check.restore_s == pytest.approx(32_000)
+
+
+def test_checkpoint_cap_is_per_node_and_local_disks_are_not_capped() -> None:
+    # Two g6e.xlarge nodes write 100 GB to S3 at 2 x 312.5 MB/s: 1e11 / 625e6 = 160 s.
+    s3 = find_storage(load_storage(), "s3")
+    g6e = find_instance(CATALOG, "g6e.xlarge")
+    assert checkpoint_plan(10**11, 2, 2, s3, 0.001, g6e).write_s == pytest.approx(160)
+    # Instance-store NVMe is inside the node: 16 GB/s (p4d RAID 0, storage.yaml) whatever the
+    # network: 1e11 / 16e9 = 6.25 s.
+    nvme = find_storage(load_storage(), "instance-nvme")
+    assert checkpoint_plan(10**11, 1, 1, nvme, 0.001, g6e).write_s == pytest.approx(6.25)
+
+
+def test_training_estimate_caps_checkpoints_by_the_instance() -> None:
+    # Llama-3.2-1B: 1,235,814,400 parameters x 14 bytes = 17,301,401,600 B of checkpoint, written
+    # to S3 from one g6e.xlarge at 312.5 MB/s: 17,301,401,600 / 312.5e6 = 55.36 s (not the
+    # 1.73 s that S3's 10 GB/s per client alone would give).
+    est = eksplain.estimate(eksplain.EstimateRequest(
+        model="llama-3.2-1b", hardware="g6e.xlarge", task="training", storage="s3"))
+    assert est.checkpoint is not None
+    assert est.checkpoint.size_bytes == 17_301_401_600
+    assert est.checkpoint.write_s == pytest.approx(17_301_401_600 / G6E_XLARGE_BYTES_PER_S)

@@ -4,6 +4,7 @@ import pytest
 
 from eksplain.errors import InputError
 from eksplain.hfconfig import architecture_from_config
+from eksplain.memory import kv_bytes_for_sequence
 from eksplain.model import count_parameters
 
 from .conftest import LLAMA31_8B_CONFIG
@@ -81,3 +82,38 @@ def test_unsupported_model_type_suggests() -> None:
 def test_wrong_field_type_is_an_input_error() -> None:
     with pytest.raises(InputError, match="wrong type"):
         architecture_from_config({**LLAMA31_8B_CONFIG, "hidden_size": "wide"})
+
+
+# A small Llama 4 text model: 8 layers, 2 KV heads of 16, chunks of 16 tokens.
+LLAMA4_TINY_TEXT = {
+    "model_type": "llama4_text", "hidden_size": 64, "num_hidden_layers": 8,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+    "intermediate_size": 32, "intermediate_size_mlp": 64, "vocab_size": 100,
+    "num_local_experts": 2, "num_experts_per_tok": 1, "attention_chunk_size": 16,
+}
+
+
+def _llama4(**text: object) -> dict[str, object]:
+    return {"model_type": "llama4", "text_config": {**LLAMA4_TINY_TEXT, **text}}
+
+
+@pytest.mark.parametrize("listed", [None, []], ids=["absent", "empty"])
+def test_llama4_no_rope_layers_default_from_interval(listed: list[int] | None) -> None:
+    # transformers v5.24.0 Llama4TextConfig.__post_init__: an absent or empty no_rope_layers
+    # becomes [int((i + 1) % no_rope_layer_interval != 0) for i in range(layers)], interval 4
+    # by default: layers 3 and 7 (0-based) are NoPE and attend globally, the rest use RoPE and
+    # attend within chunks of attention_chunk_size (16) tokens.
+    arch = architecture_from_config(_llama4(no_rope_layers=listed))
+    assert arch.layer_windows == (16, 16, 16, None, 16, 16, 16, None)
+    # KV of a 64-token sequence: 2 (K, V) x 2 heads x 16 x 2 bytes = 128 B per token per layer;
+    # 6 chunked layers keep 16 tokens, 2 NoPE layers 64: (6 x 16 + 2 x 64) x 128 = 28,672 B.
+    assert kv_bytes_for_sequence(arch, 16, 64) == 28_672
+
+
+def test_llama4_no_rope_layer_interval_is_read() -> None:
+    # no_rope_layer_interval 2: (i + 1) % 2 == 0 for i = 1, 3, 5, 7, which are NoPE.
+    arch = architecture_from_config(_llama4(no_rope_layer_interval=2))
+    assert arch.layer_windows == (16, None) * 4
+    # An explicit list wins over the interval, as in transformers.
+    listed = _llama4(no_rope_layer_interval=2, no_rope_layers=[1, 1, 1, 1, 1, 1, 1, 0])
+    assert architecture_from_config(listed).layer_windows == (16,) * 7 + (None,)

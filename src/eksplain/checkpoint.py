@@ -2,7 +2,9 @@
 
     size       = weights (16-bit) + optimizer states (fp32 master weights and moments) for full
                  fine-tuning or pre-training; the adapters and their states for LoRA
-    write time = size / min(per-client throughput x writing nodes, file-system throughput)
+    write time = size / min(per-node rate x writing nodes, file-system throughput)
+                 per-node rate = min(per-client throughput, the node's network bandwidth) for
+                 storage reached over the network or EBS; local NVMe is not capped
                  (FSx for Lustre: PERSISTENT_2-125 disk throughput, 125 MB/s per TiB, for a
                  file system sized to hold two checkpoints: an assumption, stated in the output)
     interval   = sqrt(2 x write time x MTBF)                     (Young 1974; Daly 2006)
@@ -21,8 +23,12 @@ from typing import Any
 
 from eksplain.datafiles import read_yaml
 from eksplain.errors import InputError, suggest
+from eksplain.hardware import InstanceType
 
-__all__ = ["Checkpoint", "StorageOption", "checkpoint_plan", "failure_rate", "load_storage"]
+__all__ = [
+    "Checkpoint", "StorageOption", "checkpoint_plan", "failure_rate", "load_storage",
+    "node_limit_bytes_per_s",
+]
 
 SECONDS_PER_DAY = 86_400
 
@@ -37,6 +43,7 @@ class StorageOption:
     source: str
     per_tib_bytes_per_s: float | None = None  # throughput that scales with provisioned size
     min_size_bytes: int = 0  # smallest file system that can be provisioned
+    attachment: str = "network"  # how a node reaches it: network, ebs or local
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ def load_storage() -> tuple[StorageOption, ...]:
             source=str(r.get("source", "")),
             per_tib_bytes_per_s=_per_tib(r),
             min_size_bytes=round(float(r.get("min_size_tib") or 0) * TIB),
+            attachment=str(r["attachment"]),
         )
         for r in rows
     )
@@ -102,14 +110,31 @@ def failure_rate() -> float:
     return float(largest["failures_per_gpu_day"])
 
 
+def node_limit_bytes_per_s(storage: StorageOption, instance: InstanceType | None) -> float:
+    """The most one node can move to or from ``storage``, in bytes/s (inf: no node limit).
+
+    S3, FSx and EFS traffic leaves through the instance's network interface, so the node's
+    network bandwidth caps it (the rule the planner applies to model-cache loads). EBS has a
+    bandwidth of its own per instance type, which ``InstanceType`` does not carry yet: the
+    network bandwidth stands in for it. Instance-store NVMe has no network in the path.
+    """
+    if instance is None or storage.attachment == "local" or instance.network_gbps <= 0:
+        return math.inf
+    return instance.network_gbps * 1e9 / 8
+
+
 def checkpoint_plan(size_bytes: int, gpus: int, nodes: int, storage: StorageOption,
-                    rate_per_gpu_day: float) -> Checkpoint:
-    """Write/restore times and the Young/Daly interval for a run on ``gpus`` over ``nodes``."""
+                    rate_per_gpu_day: float, instance: InstanceType | None = None) -> Checkpoint:
+    """Write/restore times and the Young/Daly interval for a run on ``gpus`` over ``nodes``.
+
+    With ``instance``, each node's throughput is capped by ``node_limit_bytes_per_s``.
+    """
     if storage.write_bytes_per_s is None or storage.read_bytes_per_s is None:
         raise InputError(f"No published throughput for {storage.name}.",
                          hint="pick fsx-lustre, s3, efs, ebs-gp3, ebs-io2 or instance-nvme")
-    write_rate = storage.write_bytes_per_s * nodes
-    read_rate = storage.read_bytes_per_s * nodes
+    node = node_limit_bytes_per_s(storage, instance)
+    write_rate = min(storage.write_bytes_per_s, node) * nodes
+    read_rate = min(storage.read_bytes_per_s, node) * nodes
     if storage.per_tib_bytes_per_s is not None:  # sized to hold two checkpoints
         provisioned = max(2 * size_bytes, storage.min_size_bytes)
         file_system = storage.per_tib_bytes_per_s * provisioned / TIB

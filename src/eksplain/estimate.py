@@ -380,7 +380,8 @@ def _training(ctx: _Context, limits: bool) -> Estimate:
     money = cost(plan, Throughput(hours=(seconds or 0) / 3600), req.utilization,
                  cal.eks_control_plane_usd_per_hour, req.region, req.capacity_type)
     check = checkpoint_plan(_checkpoint_bytes(ctx), ctx.par.devices, plan.nodes,
-                            find_storage(load_storage(), req.storage), failure_rate())
+                            find_storage(load_storage(), req.storage), failure_rate(),
+                            plan.instance)
     return Estimate(
         request=req, model=model, choice=ctx.choice, parallel=ctx.par, memory=mem, kv=None,
         fits=mem.fits,

@@ -157,8 +157,10 @@ def _deepseek(f: _Fields) -> Architecture:
 
 
 def _llama4(f: _Fields) -> Architecture:
-    text = _Fields(f.req("text_config"), "llama4_text")
-    base = _llama_like(_Fields(text.config, "llama4_text"))
+    # The class defaults apply even to a text_config that does not name its model_type.
+    text = _Fields(_with_defaults({"model_type": "llama4_text", **f.req("text_config")}),
+                   "llama4_text")
+    base = _llama_like(text)
     step = int(text.opt("interleave_moe_layer_step", 1))
     moe = tuple(i for i in range(base.num_layers) if (i + 1) % step == 0)
     inter = int(text.req("intermediate_size"))
@@ -170,12 +172,27 @@ def _llama4(f: _Fields) -> Architecture:
     )
     ffn = FeedForward(int(text.opt("intermediate_size_mlp", inter)))
     # Layers with RoPE attend within chunks of attention_chunk_size tokens; NoPE layers globally.
-    chunk, rope_layers = text.opt("attention_chunk_size", None), text.opt("no_rope_layers", [])
-    windows = tuple(chunk if chunk and flag else None for flag in rope_layers)
+    chunk = text.opt("attention_chunk_size", None)
+    windows = tuple(chunk if chunk and flag else None for flag in _llama4_rope_layers(text, base))
     return _replace(
         base, model_type="llama4", experts=experts, moe_layers=moe, ffn=ffn,
         vision=_vision(f, "llama4"), layer_windows=windows or base.layer_windows,
     )
+
+
+def _llama4_rope_layers(text: _Fields, base: Architecture) -> list[int]:
+    """1 for a RoPE (chunked) layer, 0 for a NoPE (global) one, as Llama4TextConfig sets them.
+
+    An absent or empty ``no_rope_layers`` is filled from ``no_rope_layer_interval``: every
+    interval-th layer is NoPE, i.e. ``int((i + 1) % interval != 0)`` (transformers v5.24.0,
+    models/llama4/configuration_llama4.py, ``Llama4TextConfig.__post_init__``). Maverick's
+    config.json has no list, so without this its 48 layers would all attend globally.
+    """
+    listed = text.opt("no_rope_layers", None)
+    if listed:
+        return [int(flag) for flag in listed]
+    interval = int(text.req("no_rope_layer_interval"))
+    return [int((i + 1) % interval != 0) for i in range(base.num_layers)]
 
 
 def _vision_projector(kind: str, vf: _Fields, text_hidden: int) -> int:

@@ -246,18 +246,19 @@ def trainium(w: Workload) -> Impact:
 
 def checkpoint(w: Workload) -> Impact:
     size = w.model.params.total * 14
+    node = find_instance(load_catalog(), "p5.48xlarge")
     rows = []
     for option in load_storage():
         if option.write_bytes_per_s is None or option.id == "ecr":
             continue
         try:
-            plan = checkpoint_plan(size, 64, 8, option, failure_rate())
+            plan = checkpoint_plan(size, 64, 8, option, failure_rate(), node)
         except EksplainError:
             continue
         rows.append((option.id, format_duration(plan.write_s), format_duration(plan.interval_s),
                      f"{plan.overhead_fraction:.1%}"))
     return Impact(f"Checkpointing {w.model.id} ({size / 1e9:,.0f} GB: 14 bytes per parameter) "
-                  "from 8 nodes of 8 GPUs",
+                  "from 8 p5.48xlarge nodes (64 H100s)",
                   ("storage", "write time", "best interval", "time lost"), tuple(rows),
                   (f"failure rate {failure_rate():.2e} per GPU-day (Llama 3's run)",))
 

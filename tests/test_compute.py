@@ -92,3 +92,37 @@ def test_never_beyond_the_hardware(entry: ModelEntry) -> None:
                                             entry.model.architecture.hidden_size, "bf16")
         train = training_speed(entry.model, setup, rates(acc, "bf16"), eff, 0.9)
         assert 0 < train.mfu <= 1
+
+
+def _matrix_params(model_id: str, tp: int = 1) -> float:
+    entry = find_model(ENTRIES, model_id)
+    par = Parallelism(tp=tp)
+    return serving_shape(entry.model, weight_bytes(entry.model, CAL.format("bf16"), par),
+                         kv_bytes_per_token(entry.model.architecture, 16, par), par,
+                         False).matrix_params
+
+
+def test_tied_lm_head_still_costs_its_matmul() -> None:
+    # Llama-3.2-1B ties its LM head to the embedding, but every token still multiplies by the
+    # vocab x h matrix (Kaplan et al. 2020 count it; Megatron-LM 2021's FLOPs formula has the
+    # V / (12 h l) term). 16 layers of q/o 2 x 2048 x 2048 + k/v 2 x 2048 x 512 + MLP
+    # 3 x 2048 x 8192 = 60,817,408 each, 973,078,528 in all, + LM head 128,256 x 2048 =
+    # 262,668,288: 1,235,746,816 = the published 1,235,814,400 less 33 RMSNorms of 2048.
+    n = 16 * (2 * 2048 * 2048 + 2 * 2048 * 512 + 3 * 2048 * 8192) + 128_256 * 2048
+    assert n == 1_235_814_400 - 33 * 2048
+    model_flops, _ = training_flops_per_token(
+        find_model(ENTRIES, "meta-llama/Llama-3.2-1B-Instruct").model, 4096, "none")
+    assert model_flops == pytest.approx(6 * n + 12 * 16 * 2048 * 4096)
+    assert _matrix_params("meta-llama/Llama-3.2-1B-Instruct") == pytest.approx(n)
+    assert _matrix_params("meta-llama/Llama-3.2-1B-Instruct", tp=2) == pytest.approx(n / 2)
+
+
+def test_encoders_have_no_lm_head_matmul() -> None:
+    # bge-base (BERT-base) has no LM head: its matrices are 12 layers of q/k/v/o 4 x 768 x 768
+    # and a two-matrix MLP 2 x 768 x 3072 = 7,077,888 each; the embedding is a lookup.
+    n = 12 * (4 * 768 * 768 + 2 * 768 * 3072)
+    assert n == 84_934_656
+    model_flops, _ = training_flops_per_token(
+        find_model(ENTRIES, "BAAI/bge-base-en-v1.5").model, 512, "none")
+    assert model_flops == pytest.approx(6 * n + 12 * 12 * 768 * 512)
+    assert _matrix_params("BAAI/bge-base-en-v1.5") == pytest.approx(n)

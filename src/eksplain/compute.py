@@ -175,7 +175,7 @@ def serving_shape(model: Model, weight_bytes: int, kv_bytes_per_token: float,
         per_token += n * (dense / par.tp + lp.expert_one * k / (par.ep if par.ep > 1 else par.tp))
         experts += n * lp.experts
         matrices += n * lp.matrices
-    per_token += params.lm_head / par.tp if arch.lm_head else 0
+    per_token += _lm_head_matmul(arch) / par.tp
     a = arch.attention
     width = (a.num_heads * (a.head_dim + (a.v_head_dim or a.head_dim)) / 2) / par.tp
     expert_share = experts / max(matrices, 1)
@@ -188,6 +188,14 @@ def serving_shape(model: Model, weight_bytes: int, kv_bytes_per_token: float,
         layers=len(stage),
         quantized_weights=quantized,
     )
+
+
+def _lm_head_matmul(arch: Architecture) -> int:
+    """Parameters of the LM head's vocab x h matmul: every generated token pays for it, tied to
+    the embedding or not (Kaplan et al. 2020, arXiv:2001.08361, Table 1 counts it; Megatron-LM
+    2021's FLOPs formula has its V / (12 h l) term). Encoders have none: their embedding is a
+    lookup and nothing projects back onto the vocabulary."""
+    return arch.vocab_size * arch.hidden_size if arch.lm_head else 0
 
 
 def _experts_touched(arch: Architecture, batch: int) -> float:
@@ -374,7 +382,7 @@ def _active_matrix_params(model: Model) -> float:
     for lp, n in params.kinds_in(range(arch.num_layers)):
         dense = lp.attn_q_o + lp.attn_kv + lp.attn_replicated + lp.mlp + lp.shared_experts
         total += n * (dense + lp.expert_one * k)
-    return total + (params.lm_head if arch.lm_head else arch.vocab_size * arch.hidden_size)
+    return total + _lm_head_matmul(arch)
 
 
 def training_flops_per_token(model: Model, seq_len: int, recompute: str) -> tuple[float, float]:

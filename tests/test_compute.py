@@ -126,3 +126,20 @@ def test_encoders_have_no_lm_head_matmul() -> None:
         find_model(ENTRIES, "BAAI/bge-base-en-v1.5").model, 512, "none")
     assert model_flops == pytest.approx(6 * n + 12 * 12 * 768 * 512)
     assert _matrix_params("BAAI/bge-base-en-v1.5") == pytest.approx(n)
+
+
+def test_encoders_attend_to_the_whole_prompt() -> None:
+    # bge-base is bidirectional: each of 512 tokens attends to all 512, not to 256 on average as
+    # in a causal prefill. Attention FLOPs per token = 2 x heads x (q + v head width) x context
+    # per layer = 2 x 12 x 128 x 512 x 12 layers; matrices 2 x 84,934,656 (test above). Batch 4
+    # of 512-token prompts on an H100 (989.4 TFLOP/s bf16 at prefill efficiency 0.6; weights
+    # 2 x 109,482,240 bytes read at 3,350 GB/s x 0.75; 0.5 ms step overhead).
+    entry = find_model(ENTRIES, "BAAI/bge-base-en-v1.5")
+    speed, shape, _ = _speed(entry, "h100", (4, 512, 0))
+    assert shape.weight_bytes == 2 * 109_482_240
+    per_token = 2 * 84_934_656 + 2 * 12 * 128 * 512 * 12
+    compute_s = 4 * 512 * per_token / (989.4e12 * 0.6)
+    step_s = compute_s + 2 * 109_482_240 / (3350e9 * 0.75) + 0.0005
+    assert speed.requests_per_s == pytest.approx(4 / step_s, rel=1e-9)
+    one_s = 512 * per_token / (989.4e12 * 0.6) + 2 * 109_482_240 / (3350e9 * 0.75)
+    assert speed.ttft_s == pytest.approx(one_s + 0.001, rel=1e-9)

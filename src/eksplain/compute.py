@@ -237,13 +237,20 @@ def _decode_step(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
     return step * par.pp, t_mem, t_comp
 
 
+def _prompt_context(arch: Architecture, tokens: int) -> float:
+    """Mean tokens each prompt token attends to: tokens / 2 under a causal mask, all of them in a
+    bidirectional encoder (BERT, Devlin et al. 2019: every token attends to every token)."""
+    return tokens / 2 if arch.causal else float(tokens)
+
+
 def prefill_s(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
               tokens: int, par: Parallelism, link: Link | None) -> float:
-    """Seconds to prefill one prompt of ``tokens`` tokens (causal: mean context tokens / 2).
+    """Seconds to prefill one prompt of ``tokens`` tokens (``_prompt_context`` for attention).
 
     Reading the weights and computing on a short prompt do not overlap well, so the two add.
     """
-    flops = tokens * (2 * shape.matrix_params + 4 * shape.attention_width * tokens / 2)
+    context = _prompt_context(model.architecture, tokens)
+    flops = tokens * (2 * shape.matrix_params + 4 * shape.attention_width * context)
     t_comp = flops / (r.peak_flops * cal.prefill_compute_efficiency)
     t_mem = shape.weight_bytes / (r.bandwidth_bytes_per_s * cal.decode_bandwidth_efficiency)
     comm = _tp_comm_s(tokens, model.architecture, shape, par, link)
@@ -296,7 +303,8 @@ def _encode_only(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
     """Embeddings and encoders: no generation; a batch of prompts is one forward pass."""
     batch, prompt, _ = load
     one = prefill_s(model, shape, r, cal, prompt, par, link)
-    flops = batch * prompt * (2 * shape.matrix_params + 2 * shape.attention_width * prompt)
+    context = _prompt_context(model.architecture, prompt)
+    flops = batch * prompt * (2 * shape.matrix_params + 4 * shape.attention_width * context)
     t_comp = flops / (r.peak_flops * cal.prefill_compute_efficiency)
     t_mem = shape.weight_bytes / (r.bandwidth_bytes_per_s * cal.decode_bandwidth_efficiency)
     step = (t_comp + t_mem + cal.step_overhead_s) * par.pp

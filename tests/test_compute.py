@@ -143,3 +143,37 @@ def test_encoders_attend_to_the_whole_prompt() -> None:
     assert speed.requests_per_s == pytest.approx(4 / step_s, rel=1e-9)
     one_s = 512 * per_token / (989.4e12 * 0.6) + 2 * 109_482_240 / (3350e9 * 0.75)
     assert speed.ttft_s == pytest.approx(one_s + 0.001, rel=1e-9)
+
+
+def _405b_fp8_tp8(load: tuple[int, int, int]):  # type: ignore[no-untyped-def]
+    model = find_model(ENTRIES, "meta-llama/Llama-3.1-405B-Instruct").model
+    acc, par = find_accelerator(CATALOG, "h100"), Parallelism(tp=8)
+    shape = serving_shape(model, weight_bytes(model, CAL.format("fp8"), par),
+                          kv_bytes_per_token(model.architecture, 16, par), par, False)
+    eff = CAL.speed.serving_for(acc.architecture)
+    return serving_speed(model, shape, rates(acc, "fp8"), eff, load, par, None)
+
+
+def test_compute_bound_decode_uses_the_throughput_compute_model() -> None:
+    # Llama-3.1-405B in FP8 at TP=8 on H100s, 256 sequences of 128 + 128 tokens (context
+    # 128 + 64). Per device: 126 layers x (q/o 2 x 16384^2 + k/v 2 x 16384 x 1024 + MLP
+    # 3 x 16384 x 53248) + LM head 128,256 x 16384 = 403,747,897,344 / 8 matrix parameters;
+    # attention width 128 heads x 128 / 8 x 126 layers = 258,048. Compute at the FP8 peak
+    # 1,978.9 TFLOP/s x decode efficiency 0.45 x FP8 share 0.6 x width factor
+    # (16384 / 24576) / (4096 / 12288) = 2 (data/calibration.yaml, speed.serving.default).
+    n = 126 * (2 * 16384**2 + 2 * 16384 * 1024 + 3 * 16384 * 53248) + 128_256 * 16384
+    assert n == 403_747_897_344
+    flops = 256 * (2 * n / 8 + 4 * 258_048 * 192)
+    compute_s = flops / (1978.9e12 * 0.45 * 0.6 * 2)
+    speed = _405b_fp8_tp8((256, 128, 128))
+    assert speed.decode_bound == "compute"
+    assert speed.tpot_s == pytest.approx(compute_s + 0.0005, rel=1e-9)
+
+
+@pytest.mark.parametrize("load", [(256, 128, 128), (256, 128, 2048), (64, 2048, 2048),
+                                  (128, 512, 512)])
+def test_steady_state_never_beats_pure_decode(load: tuple[int, int, int]) -> None:
+    # A steady-state step decodes the same batch and prefills new prompts besides, so it cannot
+    # produce output tokens faster than decoding alone.
+    speed = _405b_fp8_tp8(load)
+    assert speed.output_tokens_per_s <= speed.decode_tokens_per_s * (1 + 1e-12)

@@ -2,8 +2,10 @@
 
 Serving (one replica; docs/methodology.md section 8):
 
-    decode step(B, c) = max(bytes / (bandwidth x eff_bw), flops / (peak x eff_decode))
+    decode step(B, c) = max(bytes / (bandwidth x eff_bw), flops / (peak x eff_step))
                         + TP all-reduces + step overhead
+      eff_step = eff_decode x FP8/INT8 share x width factor (one compute model, ``_step_times``,
+                 for TPOT, the critical batch and throughput alike)
       bytes = weights read (experts a batch touches) + B x KV bytes of a c-token sequence
       flops = 2 x active matrix parameters x B + 4 x q_width x c x layers x B
     prefill(T tokens) = weights / bandwidth + flops / (peak x eff_prefill) + all-reduces
@@ -221,26 +223,44 @@ def _tp_comm_s(tokens: float, arch: Architecture, shape: ServingShape, par: Para
     return time
 
 
-def _decode_step(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
-                 batch: int, context: float, par: Parallelism,
-                 link: Link | None) -> tuple[float, float, float]:
-    """(step seconds, memory seconds, compute seconds) of one decode step for ``batch``."""
-    arch = model.architecture
-    weights = shape.weight_bytes - shape.expert_bytes * (1 - _experts_touched(arch, batch))
-    bw_eff = cal.quantized_bandwidth_efficiency if shape.quantized_weights else (
-        cal.decode_bandwidth_efficiency)
-    t_mem = weights / (r.bandwidth_bytes_per_s * bw_eff) + batch * context * (
-        shape.kv_bytes_per_token) / (r.bandwidth_bytes_per_s * cal.decode_bandwidth_efficiency)
-    flops = batch * (2 * shape.matrix_params + 4 * shape.attention_width * context)
-    t_comp = flops / (r.peak_flops * cal.decode_compute_efficiency)
-    step = max(t_mem, t_comp) + _tp_comm_s(batch, arch, shape, par, link) + cal.step_overhead_s
-    return step * par.pp, t_mem, t_comp
-
-
 def _prompt_context(arch: Architecture, tokens: int) -> float:
     """Mean tokens each prompt token attends to: tokens / 2 under a causal mask, all of them in a
     bidirectional encoder (BERT, Devlin et al. 2019: every token attends to every token)."""
     return tokens / 2 if arch.causal else float(tokens)
+
+
+def _step_times(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
+                batch: int, context: float, prefill: tuple[float, int]) -> tuple[float, float]:
+    """(memory seconds, compute seconds) of one engine step that decodes a token for each of
+    ``batch`` sequences of ``context`` tokens and prefills ``prefill`` = (tokens, prompt length).
+
+    The one compute model of batched steps, for TPOT and throughput alike: the decode
+    efficiency, times the share of the FP8/INT8 peak that batched steps realize, times the
+    width factor (data/calibration.yaml, speed.serving).
+    """
+    arch = model.architecture
+    weights = shape.weight_bytes - shape.expert_bytes * (1 - _experts_touched(arch, batch))
+    bw = r.bandwidth_bytes_per_s
+    bw_eff = cal.quantized_bandwidth_efficiency if shape.quantized_weights else (
+        cal.decode_bandwidth_efficiency)
+    t_mem = weights / (bw * bw_eff) + batch * context * shape.kv_bytes_per_token / (
+        bw * cal.decode_bandwidth_efficiency)
+    tokens, prompt = prefill
+    flops = (batch + tokens) * 2 * shape.matrix_params
+    attended = batch * context + tokens * _prompt_context(arch, prompt)
+    flops += 4 * shape.attention_width * attended
+    scale = cal.low_precision_step_scale if r.compute_dtype in ("fp8", "int8") else 1.0
+    scale *= _width_factor(arch.hidden_size, cal.step_width_half)
+    return t_mem, flops / (r.peak_flops * cal.decode_compute_efficiency * scale)
+
+
+def _decode_step(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
+                 batch: int, context: float, par: Parallelism,
+                 link: Link | None) -> tuple[float, float, float]:
+    """(step seconds, memory seconds, compute seconds) of one decode step for ``batch``."""
+    t_mem, t_comp = _step_times(model, shape, r, cal, batch, context, (0.0, 0))
+    step = max(t_mem, t_comp) + _tp_comm_s(batch, model.architecture, shape, par, link)
+    return (step + cal.step_overhead_s) * par.pp, t_mem, t_comp
 
 
 def prefill_s(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
@@ -279,20 +299,9 @@ def _loaded_step(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
     the step with the decode's memory traffic (Agrawal et al. 2024, Sarathi-Serve).
     """
     batch, prompt, output = load
-    context = prompt + output / 2
     prefill_tokens = batch * prompt / max(output, 1)
-    weights = shape.weight_bytes - shape.expert_bytes * (
-        1 - _experts_touched(model.architecture, batch))
-    bw = r.bandwidth_bytes_per_s
-    bw_eff = cal.quantized_bandwidth_efficiency if shape.quantized_weights else (
-        cal.decode_bandwidth_efficiency)
-    t_mem = weights / (bw * bw_eff) + batch * context * shape.kv_bytes_per_token / (
-        bw * cal.decode_bandwidth_efficiency)
-    flops = (batch + prefill_tokens) * 2 * shape.matrix_params
-    flops += 4 * shape.attention_width * (batch * context + prefill_tokens * prompt / 2)
-    scale = cal.low_precision_step_scale if r.compute_dtype in ("fp8", "int8") else 1.0
-    scale *= _width_factor(model.architecture.hidden_size, cal.step_width_half)
-    t_comp = flops / (r.peak_flops * cal.decode_compute_efficiency * scale)
+    t_mem, t_comp = _step_times(model, shape, r, cal, batch, prompt + output / 2,
+                                (prefill_tokens, prompt))
     comm = _tp_comm_s(batch + prefill_tokens, model.architecture, shape, par, link)
     return (max(t_mem, t_comp) + comm + cal.step_overhead_s) * par.pp
 

@@ -54,7 +54,7 @@ def test_training_flops_per_token() -> None:
     # 6N + 12 L q s for Llama-3.1-8B at 8k: N = 7,504,924,672 matrix parameters (8.03B minus
     # the input embedding and norms), 12 x 32 x 4096 x 8192.
     entry = find_model(ENTRIES, "meta-llama/Llama-3.1-8B")
-    model_flops, hw_flops = training_flops_per_token(entry.model, 8192, "full")
+    model_flops, hw_flops = training_flops_per_token(entry.model, 8192, "full", "full")
     n = 8_030_261_248 - 128256 * 4096 - 266_240
     assert model_flops == pytest.approx(6 * n + 12 * 32 * 4096 * 8192)
     assert hw_flops == pytest.approx(model_flops + 2 * n + 4 * 32 * 4096 * 8192)
@@ -111,7 +111,7 @@ def test_tied_lm_head_still_costs_its_matmul() -> None:
     n = 16 * (2 * 2048 * 2048 + 2 * 2048 * 512 + 3 * 2048 * 8192) + 128_256 * 2048
     assert n == 1_235_814_400 - 33 * 2048
     model_flops, _ = training_flops_per_token(
-        find_model(ENTRIES, "meta-llama/Llama-3.2-1B-Instruct").model, 4096, "none")
+        find_model(ENTRIES, "meta-llama/Llama-3.2-1B-Instruct").model, 4096, "none", "full")
     assert model_flops == pytest.approx(6 * n + 12 * 16 * 2048 * 4096)
     assert _matrix_params("meta-llama/Llama-3.2-1B-Instruct") == pytest.approx(n)
     assert _matrix_params("meta-llama/Llama-3.2-1B-Instruct", tp=2) == pytest.approx(n / 2)
@@ -123,7 +123,7 @@ def test_encoders_have_no_lm_head_matmul() -> None:
     n = 12 * (4 * 768 * 768 + 2 * 768 * 3072)
     assert n == 84_934_656
     model_flops, _ = training_flops_per_token(
-        find_model(ENTRIES, "BAAI/bge-base-en-v1.5").model, 512, "none")
+        find_model(ENTRIES, "BAAI/bge-base-en-v1.5").model, 512, "none", "full")
     assert model_flops == pytest.approx(6 * n + 12 * 12 * 768 * 512)
     assert _matrix_params("BAAI/bge-base-en-v1.5") == pytest.approx(n)
 
@@ -177,3 +177,60 @@ def test_steady_state_never_beats_pure_decode(load: tuple[int, int, int]) -> Non
     # produce output tokens faster than decoding alone.
     speed = _405b_fp8_tp8(load)
     assert speed.output_tokens_per_s <= speed.decode_tokens_per_s * (1 + 1e-12)
+
+
+# Llama-3.1-8B: N = 7,504,924,672 matrix parameters (test_training_flops_per_token); LoRA of rank
+# 16 on q, k, v, o: 32 layers x 16 x ((4096 + 4096) x 2 + (4096 + 1024) x 2) = 13,631,488.
+LLAMA_8B_N = 8_030_261_248 - 128256 * 4096 - 266_240
+LLAMA_8B_LORA = 32 * 16 * ((4096 + 4096) * 2 + (4096 + 1024) * 2)
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_lora_flops_skip_the_frozen_weights_gradients(method: str) -> None:
+    # A frozen base needs the forward pass (2N) and the activation gradients (2N) but no weight
+    # gradients (the other 2N of 6N; Narayanan et al. 2021, arXiv:2104.04473, appendix on FLOPs:
+    # backward = 2 x forward, half for input gradients, half for weight gradients). Adapters
+    # are trained: 6 per adapter parameter. Attention has no weights: 12 L q s as for full
+    # training. Full recomputation runs the forward again: 2N + 2A + 4 L q s.
+    entry = find_model(ENTRIES, "meta-llama/Llama-3.1-8B")
+    n, a, attention = LLAMA_8B_N, LLAMA_8B_LORA, 12 * 32 * 4096 * 8192
+    model_flops, hw_flops = training_flops_per_token(entry.model, 8192, "full", method, a)
+    assert model_flops == pytest.approx(4 * n + 6 * a + attention)
+    assert hw_flops == pytest.approx(model_flops + 2 * n + 2 * a + attention / 3)
+
+
+def _lora_setup(sharded: bool, method: str = "lora") -> TrainingSetup:
+    total = 8_030_261_248
+    return TrainingSetup(seq_len=4096, micro_batch=1, microbatches=1,
+                         parallel=Parallelism(dp=8), recompute="none", sharded=sharded,
+                         trainable_fraction=LLAMA_8B_LORA / total, method=method,
+                         frozen_bits=16 if method == "lora" else 4,
+                         intra_link=Link("test", bus_bytes_per_s=100e9, latency_s=10e-6),
+                         inter_link=None, devices_per_node=8)
+
+
+def test_lora_training_step_by_hand() -> None:
+    # 4,096 tokens per device at (4N + 6A + 12 L q s) FLOPs each, on an H100's 989.4 TFLOP/s
+    # at efficiency 0.5; with no overlap, the DDP all-reduce of the 16-bit adapter gradients
+    # (2 x 7/8 of 2A bytes over 100 GB/s, + 10 us) is all exposed.
+    entry = find_model(ENTRIES, "meta-llama/Llama-3.1-8B")
+    flops = 4096 * (4 * LLAMA_8B_N + 6 * LLAMA_8B_LORA + 12 * 32 * 4096 * 4096)
+    speed = training_speed(entry.model, _lora_setup(False),
+                           rates(find_accelerator(CATALOG, "h100"), "bf16"), 0.5, 0.0)
+    assert speed.compute_s == pytest.approx(flops / (989.4e12 * 0.5))
+    assert speed.communication_s == pytest.approx(2 * 7 / 8 * 2 * LLAMA_8B_LORA / 100e9 + 10e-6)
+
+
+@pytest.mark.parametrize(("method", "base_bytes"), [("lora", 2 * 8_030_261_248),
+                                                    ("qlora", 8_030_261_248 / 2)])
+def test_sharded_lora_gathers_the_frozen_base(method: str, base_bytes: float) -> None:
+    # FSDP all-gathers every parameter before forward and again before backward, the frozen
+    # base (16-bit for LoRA; 4-bit for QLoRA, gathered packed) with the adapters, but
+    # reduce-scatters gradients of the adapters only: 2 gathers of base + 2A bytes and one
+    # reduce-scatter of 2A bytes, each 7/8 of the buffer over 100 GB/s + 10 us on 8 ranks.
+    entry = find_model(ENTRIES, "meta-llama/Llama-3.1-8B")
+    speed = training_speed(entry.model, _lora_setup(True, method),
+                           rates(find_accelerator(CATALOG, "h100"), "bf16"), 0.5, 0.0)
+    adapters = 2 * LLAMA_8B_LORA
+    gathers = 2 * (7 / 8 * (base_bytes + adapters) / 100e9 + 10e-6)
+    assert speed.communication_s == pytest.approx(gathers + 7 / 8 * adapters / 100e9 + 10e-6)

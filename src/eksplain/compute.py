@@ -16,6 +16,7 @@ Serving (one replica; docs/methodology.md section 8):
 Training (Narayanan et al. 2021; PaLM, Chowdhery et al. 2022, appendix B for MFU):
 
     model FLOPs per token = 6 x N + 12 x layers x q_width x seq     (N: active matrix params)
+                            LoRA / QLoRA: 4 x N + 6 x adapters + the same attention
     hardware FLOPs add the recomputed forward pass (2 N + 4 x layers x q_width x seq for full)
     step = compute / (1 - pipeline bubble) + TP all-reduces + exposed data-parallel traffic
     MFU = model FLOPs per second per device / peak
@@ -374,10 +375,12 @@ class TrainingSetup:
     parallel: Parallelism
     recompute: str
     sharded: bool  # FSDP / ZeRO-3: parameters are gathered every step
-    trainable_fraction: float  # 1 for full fine-tuning; LoRA trains adapters only
+    trainable_fraction: float  # 1 for full fine-tuning; LoRA: adapter parameters / total
     intra_link: Link | None
     inter_link: Link | None
     devices_per_node: int
+    method: str = "full"  # "full", or "lora" / "qlora": a frozen base with trained adapters
+    frozen_bits: float = 16.0  # bits per frozen base parameter as FSDP gathers it (QLoRA: NF4)
 
 
 @dataclass(frozen=True)
@@ -402,19 +405,38 @@ def _active_matrix_params(model: Model) -> float:
     return total + _lm_head_matmul(arch)
 
 
-def training_flops_per_token(model: Model, seq_len: int, recompute: str) -> tuple[float, float]:
-    """(model FLOPs, hardware FLOPs) per token: 6N + 12·L·q·s, plus the recomputed forward."""
+def training_flops_per_token(model: Model, seq_len: int, recompute: str, method: str,
+                             adapter_params: float = 0.0) -> tuple[float, float]:
+    """(model FLOPs, hardware FLOPs) per token, plus the recomputed forward for hardware FLOPs.
+
+    Full training: 6N + 12·L·q·s: forward 2N, backward 4N, half of it the activations'
+    gradients and half the weights' (Narayanan et al. 2021, arXiv:2104.04473, appendix on
+    FLOPs). LoRA / QLoRA freeze the base, whose weights need no gradients: 4N, plus 6 per
+    trained adapter parameter (Hu et al. 2021). Attention has no weights: 12·L·q·s stays.
+    """
     arch = model.architecture
     n = _active_matrix_params(model)
     q = arch.attention.num_heads * arch.attention.head_dim
     attention = 12 * arch.num_layers * q * seq_len
-    model_flops = 6 * n + attention
-    extra = {"full": 2 * n + attention / 3, "selective": attention / 3}.get(recompute, 0.0)
+    frozen = method != "full"
+    adapters = adapter_params if frozen else 0.0
+    model_flops = (4 if frozen else 6) * n + 6 * adapters + attention
+    forward = 2 * (n + adapters)
+    extra = {"full": forward + attention / 3, "selective": attention / 3}.get(recompute, 0.0)
     return model_flops, model_flops + extra
 
 
+def _adapter_params(model: Model, s: TrainingSetup) -> float:
+    return 0.0 if s.method == "full" else s.trainable_fraction * model.params.total
+
+
 def _dp_traffic_s(model: Model, s: TrainingSetup) -> float:
-    """Gradient reduction (and FSDP/ZeRO-3 parameter gathers) per optimizer step."""
+    """Gradient reduction (and FSDP/ZeRO-3 parameter gathers) per optimizer step.
+
+    Gradients are reduced in 16 bits. Sharded, every parameter is all-gathered before forward
+    and again before backward, and the gradients reduce-scattered (an all-gather's cost), once
+    per step; a LoRA / QLoRA base is gathered at ``frozen_bits`` but has no gradients.
+    """
     par = s.parallel
     ranks = par.dp * par.cp
     if ranks <= 1:
@@ -422,9 +444,13 @@ def _dp_traffic_s(model: Model, s: TrainingSetup) -> float:
     link = s.inter_link if par.devices > s.devices_per_node and s.inter_link else s.intra_link
     if link is None:
         return 0.0
-    grad_bytes = model.params.total * s.trainable_fraction * 2 / (par.tp * par.pp)
-    if s.sharded:  # all-gather forward and backward, reduce-scatter gradients, once per step
-        return 3 * all_gather_s(grad_bytes, ranks, link)
+    split = par.tp * par.pp
+    grad_bytes = model.params.total * s.trainable_fraction * 2 / split
+    gathered = grad_bytes
+    if s.method != "full":
+        gathered += model.params.total * s.frozen_bits / 8 / split
+    if s.sharded:
+        return 2 * all_gather_s(gathered, ranks, link) + all_gather_s(grad_bytes, ranks, link)
     return all_reduce_s(grad_bytes, ranks, link)
 
 
@@ -433,7 +459,8 @@ def training_speed(model: Model, setup: TrainingSetup, rates_: DeviceRates,
     """One optimizer step: compute at a calibrated efficiency plus exposed communication."""
     par = setup.parallel
     tokens_device = setup.micro_batch * setup.seq_len * setup.microbatches / par.cp
-    model_flops, hw_flops = training_flops_per_token(model, setup.seq_len, setup.recompute)
+    model_flops, hw_flops = training_flops_per_token(
+        model, setup.seq_len, setup.recompute, setup.method, _adapter_params(model, setup))
     per_device = hw_flops * tokens_device / (par.tp * par.pp)
     compute = per_device / (rates_.peak_flops * efficiency)
     bubble = (par.pp - 1) / (setup.microbatches + par.pp - 1)

@@ -1,5 +1,8 @@
 """Speed: the roofline worked by hand, and no estimate beyond what the hardware can do."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from eksplain.calibration import load_calibration
@@ -13,6 +16,7 @@ from eksplain.compute import (
     training_flops_per_token,
     training_speed,
 )
+from eksplain.datafiles import read_yaml
 from eksplain.hardware import find_accelerator, load_catalog
 from eksplain.memory import kv_bytes_per_token, weight_bytes
 from eksplain.parallel import Parallelism
@@ -234,3 +238,15 @@ def test_sharded_lora_gathers_the_frozen_base(method: str, base_bytes: float) ->
     adapters = 2 * LLAMA_8B_LORA
     gathers = 2 * (7 / 8 * (base_bytes + adapters) / 100e9 + 10e-6)
     assert speed.communication_s == pytest.approx(gathers + 7 / 8 * adapters / 100e9 + 10e-6)
+
+
+def test_fp8_step_share_agrees_in_data_source_and_docs() -> None:
+    # The share of the FP8/INT8 peak that batched serving steps realize is one fitted number: the
+    # calibration value, its own source text and docs/methodology.md section 7 must state it alike.
+    share = CAL.speed.serving_for("hopper").low_precision_step_scale
+    raw = read_yaml("calibration.yaml")["speed"]["serving"]["source"]
+    assert f"low_precision_step_scale {share:g} " in raw
+    docs = (Path(__file__).parent.parent / "docs" / "methodology.md").read_text()
+    stated = re.search(r"batched\s+steps\s+realize\s+(\d+) % of", docs)
+    assert stated is not None
+    assert int(stated.group(1)) == round(share * 100)

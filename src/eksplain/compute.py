@@ -61,7 +61,7 @@ class ServingEfficiency:
     prefill_compute_efficiency: float
     step_overhead_s: float  # per decode step: scheduling, launches, sampling
     ttft_overhead_s: float  # per request before its first token: admission, tokenizing, launch
-    low_precision_step_scale: float  # share of FP8/INT8's extra peak that batched steps realize
+    low_precision_step_scale: float  # share of the FP8/INT8 (doubled) peak batched steps realize
     step_width_half: float  # batched-step efficiency grows as h / (h + this), 1 at h = 4096
 
 

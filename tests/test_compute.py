@@ -1,5 +1,8 @@
 """Speed: the roofline worked by hand, and no estimate beyond what the hardware can do."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from eksplain.calibration import load_calibration
@@ -13,6 +16,7 @@ from eksplain.compute import (
     training_flops_per_token,
     training_speed,
 )
+from eksplain.datafiles import read_yaml
 from eksplain.hardware import find_accelerator, load_catalog
 from eksplain.memory import kv_bytes_per_token, weight_bytes
 from eksplain.parallel import Parallelism
@@ -54,7 +58,7 @@ def test_training_flops_per_token() -> None:
     # 6N + 12 L q s for Llama-3.1-8B at 8k: N = 7,504,924,672 matrix parameters (8.03B minus
     # the input embedding and norms), 12 x 32 x 4096 x 8192.
     entry = find_model(ENTRIES, "meta-llama/Llama-3.1-8B")
-    model_flops, hw_flops = training_flops_per_token(entry.model, 8192, "full")
+    model_flops, hw_flops = training_flops_per_token(entry.model, 8192, "full", "full")
     n = 8_030_261_248 - 128256 * 4096 - 266_240
     assert model_flops == pytest.approx(6 * n + 12 * 32 * 4096 * 8192)
     assert hw_flops == pytest.approx(model_flops + 2 * n + 4 * 32 * 4096 * 8192)
@@ -92,3 +96,157 @@ def test_never_beyond_the_hardware(entry: ModelEntry) -> None:
                                             entry.model.architecture.hidden_size, "bf16")
         train = training_speed(entry.model, setup, rates(acc, "bf16"), eff, 0.9)
         assert 0 < train.mfu <= 1
+
+
+def _matrix_params(model_id: str, tp: int = 1) -> float:
+    entry = find_model(ENTRIES, model_id)
+    par = Parallelism(tp=tp)
+    return serving_shape(entry.model, weight_bytes(entry.model, CAL.format("bf16"), par),
+                         kv_bytes_per_token(entry.model.architecture, 16, par), par,
+                         False).matrix_params
+
+
+def test_tied_lm_head_still_costs_its_matmul() -> None:
+    # Llama-3.2-1B ties its LM head to the embedding, but every token still multiplies by the
+    # vocab x h matrix (Kaplan et al. 2020 count it; Megatron-LM 2021's FLOPs formula has the
+    # V / (12 h l) term). 16 layers of q/o 2 x 2048 x 2048 + k/v 2 x 2048 x 512 + MLP
+    # 3 x 2048 x 8192 = 60,817,408 each, 973,078,528 in all, + LM head 128,256 x 2048 =
+    # 262,668,288: 1,235,746,816 = the published 1,235,814,400 less 33 RMSNorms of 2048.
+    n = 16 * (2 * 2048 * 2048 + 2 * 2048 * 512 + 3 * 2048 * 8192) + 128_256 * 2048
+    assert n == 1_235_814_400 - 33 * 2048
+    model_flops, _ = training_flops_per_token(
+        find_model(ENTRIES, "meta-llama/Llama-3.2-1B-Instruct").model, 4096, "none", "full")
+    assert model_flops == pytest.approx(6 * n + 12 * 16 * 2048 * 4096)
+    assert _matrix_params("meta-llama/Llama-3.2-1B-Instruct") == pytest.approx(n)
+    assert _matrix_params("meta-llama/Llama-3.2-1B-Instruct", tp=2) == pytest.approx(n / 2)
+
+
+def test_encoders_have_no_lm_head_matmul() -> None:
+    # bge-base (BERT-base) has no LM head: its matrices are 12 layers of q/k/v/o 4 x 768 x 768
+    # and a two-matrix MLP 2 x 768 x 3072 = 7,077,888 each; the embedding is a lookup.
+    n = 12 * (4 * 768 * 768 + 2 * 768 * 3072)
+    assert n == 84_934_656
+    model_flops, _ = training_flops_per_token(
+        find_model(ENTRIES, "BAAI/bge-base-en-v1.5").model, 512, "none", "full")
+    assert model_flops == pytest.approx(6 * n + 12 * 12 * 768 * 512)
+    assert _matrix_params("BAAI/bge-base-en-v1.5") == pytest.approx(n)
+
+
+def test_encoders_attend_to_the_whole_prompt() -> None:
+    # bge-base is bidirectional: each of 512 tokens attends to all 512, not to 256 on average as
+    # in a causal prefill. Attention FLOPs per token = 2 x heads x (q + v head width) x context
+    # per layer = 2 x 12 x 128 x 512 x 12 layers; matrices 2 x 84,934,656 (test above). Batch 4
+    # of 512-token prompts on an H100 (989.4 TFLOP/s bf16 at prefill efficiency 0.6; weights
+    # 2 x 109,482,240 bytes read at 3,350 GB/s x 0.75; 0.5 ms step overhead).
+    entry = find_model(ENTRIES, "BAAI/bge-base-en-v1.5")
+    speed, shape, _ = _speed(entry, "h100", (4, 512, 0))
+    assert shape.weight_bytes == 2 * 109_482_240
+    per_token = 2 * 84_934_656 + 2 * 12 * 128 * 512 * 12
+    compute_s = 4 * 512 * per_token / (989.4e12 * 0.6)
+    step_s = compute_s + 2 * 109_482_240 / (3350e9 * 0.75) + 0.0005
+    assert speed.requests_per_s == pytest.approx(4 / step_s, rel=1e-9)
+    one_s = 512 * per_token / (989.4e12 * 0.6) + 2 * 109_482_240 / (3350e9 * 0.75)
+    assert speed.ttft_s == pytest.approx(one_s + 0.001, rel=1e-9)
+
+
+def _405b_fp8_tp8(load: tuple[int, int, int]):  # type: ignore[no-untyped-def]
+    model = find_model(ENTRIES, "meta-llama/Llama-3.1-405B-Instruct").model
+    acc, par = find_accelerator(CATALOG, "h100"), Parallelism(tp=8)
+    shape = serving_shape(model, weight_bytes(model, CAL.format("fp8"), par),
+                          kv_bytes_per_token(model.architecture, 16, par), par, False)
+    eff = CAL.speed.serving_for(acc.architecture)
+    return serving_speed(model, shape, rates(acc, "fp8"), eff, load, par, None)
+
+
+def test_compute_bound_decode_uses_the_throughput_compute_model() -> None:
+    # Llama-3.1-405B in FP8 at TP=8 on H100s, 256 sequences of 128 + 128 tokens (context
+    # 128 + 64). Per device: 126 layers x (q/o 2 x 16384^2 + k/v 2 x 16384 x 1024 + MLP
+    # 3 x 16384 x 53248) + LM head 128,256 x 16384 = 403,747,897,344 / 8 matrix parameters;
+    # attention width 128 heads x 128 / 8 x 126 layers = 258,048. Compute at the FP8 peak
+    # 1,978.9 TFLOP/s x decode efficiency 0.45 x FP8 share 0.6 x width factor
+    # (16384 / 24576) / (4096 / 12288) = 2 (data/calibration.yaml, speed.serving.default).
+    n = 126 * (2 * 16384**2 + 2 * 16384 * 1024 + 3 * 16384 * 53248) + 128_256 * 16384
+    assert n == 403_747_897_344
+    flops = 256 * (2 * n / 8 + 4 * 258_048 * 192)
+    compute_s = flops / (1978.9e12 * 0.45 * 0.6 * 2)
+    speed = _405b_fp8_tp8((256, 128, 128))
+    assert speed.decode_bound == "compute"
+    assert speed.tpot_s == pytest.approx(compute_s + 0.0005, rel=1e-9)
+
+
+@pytest.mark.parametrize("load", [(256, 128, 128), (256, 128, 2048), (64, 2048, 2048),
+                                  (128, 512, 512)])
+def test_steady_state_never_beats_pure_decode(load: tuple[int, int, int]) -> None:
+    # A steady-state step decodes the same batch and prefills new prompts besides, so it cannot
+    # produce output tokens faster than decoding alone.
+    speed = _405b_fp8_tp8(load)
+    assert speed.output_tokens_per_s <= speed.decode_tokens_per_s * (1 + 1e-12)
+
+
+# Llama-3.1-8B: N = 7,504,924,672 matrix parameters (test_training_flops_per_token); LoRA of rank
+# 16 on q, k, v, o: 32 layers x 16 x ((4096 + 4096) x 2 + (4096 + 1024) x 2) = 13,631,488.
+LLAMA_8B_N = 8_030_261_248 - 128256 * 4096 - 266_240
+LLAMA_8B_LORA = 32 * 16 * ((4096 + 4096) * 2 + (4096 + 1024) * 2)
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_lora_flops_skip_the_frozen_weights_gradients(method: str) -> None:
+    # A frozen base needs the forward pass (2N) and the activation gradients (2N) but no weight
+    # gradients (the other 2N of 6N; Narayanan et al. 2021, arXiv:2104.04473, appendix on FLOPs:
+    # backward = 2 x forward, half for input gradients, half for weight gradients). Adapters
+    # are trained: 6 per adapter parameter. Attention has no weights: 12 L q s as for full
+    # training. Full recomputation runs the forward again: 2N + 2A + 4 L q s.
+    entry = find_model(ENTRIES, "meta-llama/Llama-3.1-8B")
+    n, a, attention = LLAMA_8B_N, LLAMA_8B_LORA, 12 * 32 * 4096 * 8192
+    model_flops, hw_flops = training_flops_per_token(entry.model, 8192, "full", method, a)
+    assert model_flops == pytest.approx(4 * n + 6 * a + attention)
+    assert hw_flops == pytest.approx(model_flops + 2 * n + 2 * a + attention / 3)
+
+
+def _lora_setup(sharded: bool, method: str = "lora") -> TrainingSetup:
+    total = 8_030_261_248
+    return TrainingSetup(seq_len=4096, micro_batch=1, microbatches=1,
+                         parallel=Parallelism(dp=8), recompute="none", sharded=sharded,
+                         trainable_fraction=LLAMA_8B_LORA / total, method=method,
+                         frozen_bits=16 if method == "lora" else 4,
+                         intra_link=Link("test", bus_bytes_per_s=100e9, latency_s=10e-6),
+                         inter_link=None, devices_per_node=8)
+
+
+def test_lora_training_step_by_hand() -> None:
+    # 4,096 tokens per device at (4N + 6A + 12 L q s) FLOPs each, on an H100's 989.4 TFLOP/s
+    # at efficiency 0.5; with no overlap, the DDP all-reduce of the 16-bit adapter gradients
+    # (2 x 7/8 of 2A bytes over 100 GB/s, + 10 us) is all exposed.
+    entry = find_model(ENTRIES, "meta-llama/Llama-3.1-8B")
+    flops = 4096 * (4 * LLAMA_8B_N + 6 * LLAMA_8B_LORA + 12 * 32 * 4096 * 4096)
+    speed = training_speed(entry.model, _lora_setup(False),
+                           rates(find_accelerator(CATALOG, "h100"), "bf16"), 0.5, 0.0)
+    assert speed.compute_s == pytest.approx(flops / (989.4e12 * 0.5))
+    assert speed.communication_s == pytest.approx(2 * 7 / 8 * 2 * LLAMA_8B_LORA / 100e9 + 10e-6)
+
+
+@pytest.mark.parametrize(("method", "base_bytes"), [("lora", 2 * 8_030_261_248),
+                                                    ("qlora", 8_030_261_248 / 2)])
+def test_sharded_lora_gathers_the_frozen_base(method: str, base_bytes: float) -> None:
+    # FSDP all-gathers every parameter before forward and again before backward, the frozen
+    # base (16-bit for LoRA; 4-bit for QLoRA, gathered packed) with the adapters, but
+    # reduce-scatters gradients of the adapters only: 2 gathers of base + 2A bytes and one
+    # reduce-scatter of 2A bytes, each 7/8 of the buffer over 100 GB/s + 10 us on 8 ranks.
+    entry = find_model(ENTRIES, "meta-llama/Llama-3.1-8B")
+    speed = training_speed(entry.model, _lora_setup(True, method),
+                           rates(find_accelerator(CATALOG, "h100"), "bf16"), 0.5, 0.0)
+    adapters = 2 * LLAMA_8B_LORA
+    gathers = 2 * (7 / 8 * (base_bytes + adapters) / 100e9 + 10e-6)
+    assert speed.communication_s == pytest.approx(gathers + 7 / 8 * adapters / 100e9 + 10e-6)
+
+
+def test_fp8_step_share_agrees_in_data_source_and_docs() -> None:
+    # The share of the FP8/INT8 peak that batched serving steps realize is one fitted number: the
+    # calibration value, its own source text and docs/methodology.md section 7 must state it alike.
+    share = CAL.speed.serving_for("hopper").low_precision_step_scale
+    raw = read_yaml("calibration.yaml")["speed"]["serving"]["source"]
+    assert f"low_precision_step_scale {share:g} " in raw
+    docs = (Path(__file__).parent.parent / "docs" / "methodology.md").read_text()
+    stated = re.search(r"batched\s+steps\s+realize\s+(\d+) % of", docs)
+    assert stated is not None
+    assert int(stated.group(1)) == round(share * 100)

@@ -2,8 +2,10 @@
 
 Serving (one replica; docs/methodology.md section 8):
 
-    decode step(B, c) = max(bytes / (bandwidth x eff_bw), flops / (peak x eff_decode))
+    decode step(B, c) = max(bytes / (bandwidth x eff_bw), flops / (peak x eff_step))
                         + TP all-reduces + step overhead
+      eff_step = eff_decode x FP8/INT8 share x width factor (one compute model, ``_step_times``,
+                 for TPOT, the critical batch and throughput alike)
       bytes = weights read (experts a batch touches) + B x KV bytes of a c-token sequence
       flops = 2 x active matrix parameters x B + 4 x q_width x c x layers x B
     prefill(T tokens) = weights / bandwidth + flops / (peak x eff_prefill) + all-reduces
@@ -14,6 +16,7 @@ Serving (one replica; docs/methodology.md section 8):
 Training (Narayanan et al. 2021; PaLM, Chowdhery et al. 2022, appendix B for MFU):
 
     model FLOPs per token = 6 x N + 12 x layers x q_width x seq     (N: active matrix params)
+                            LoRA / QLoRA: 4 x N + 6 x adapters + the same attention
     hardware FLOPs add the recomputed forward pass (2 N + 4 x layers x q_width x seq for full)
     step = compute / (1 - pipeline bubble) + TP all-reduces + exposed data-parallel traffic
     MFU = model FLOPs per second per device / peak
@@ -58,7 +61,7 @@ class ServingEfficiency:
     prefill_compute_efficiency: float
     step_overhead_s: float  # per decode step: scheduling, launches, sampling
     ttft_overhead_s: float  # per request before its first token: admission, tokenizing, launch
-    low_precision_step_scale: float  # share of FP8/INT8's extra peak that batched steps realize
+    low_precision_step_scale: float  # share of the FP8/INT8 (doubled) peak batched steps realize
     step_width_half: float  # batched-step efficiency grows as h / (h + this), 1 at h = 4096
 
 
@@ -175,7 +178,7 @@ def serving_shape(model: Model, weight_bytes: int, kv_bytes_per_token: float,
         per_token += n * (dense / par.tp + lp.expert_one * k / (par.ep if par.ep > 1 else par.tp))
         experts += n * lp.experts
         matrices += n * lp.matrices
-    per_token += params.lm_head / par.tp if arch.lm_head else 0
+    per_token += _lm_head_matmul(arch) / par.tp
     a = arch.attention
     width = (a.num_heads * (a.head_dim + (a.v_head_dim or a.head_dim)) / 2) / par.tp
     expert_share = experts / max(matrices, 1)
@@ -188,6 +191,14 @@ def serving_shape(model: Model, weight_bytes: int, kv_bytes_per_token: float,
         layers=len(stage),
         quantized_weights=quantized,
     )
+
+
+def _lm_head_matmul(arch: Architecture) -> int:
+    """Parameters of the LM head's vocab x h matmul: every generated token pays for it, tied to
+    the embedding or not (Kaplan et al. 2020, arXiv:2001.08361, Table 1 counts it; Megatron-LM
+    2021's FLOPs formula has its V / (12 h l) term). Encoders have none: their embedding is a
+    lookup and nothing projects back onto the vocabulary."""
+    return arch.vocab_size * arch.hidden_size if arch.lm_head else 0
 
 
 def _experts_touched(arch: Architecture, batch: int) -> float:
@@ -213,29 +224,54 @@ def _tp_comm_s(tokens: float, arch: Architecture, shape: ServingShape, par: Para
     return time
 
 
+def _prompt_context(arch: Architecture, tokens: int) -> float:
+    """Mean tokens each prompt token attends to: tokens / 2 under a causal mask, all of them in a
+    bidirectional encoder (BERT, Devlin et al. 2019: every token attends to every token)."""
+    return tokens / 2 if arch.causal else float(tokens)
+
+
+def _step_times(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
+                batch: int, context: float, prefill: tuple[float, int]) -> tuple[float, float]:
+    """(memory seconds, compute seconds) of one engine step that decodes a token for each of
+    ``batch`` sequences of ``context`` tokens and prefills ``prefill`` = (tokens, prompt length).
+
+    The one compute model of batched steps, for TPOT and throughput alike: the decode
+    efficiency, times the share of the FP8/INT8 peak that batched steps realize, times the
+    width factor (data/calibration.yaml, speed.serving).
+    """
+    arch = model.architecture
+    weights = shape.weight_bytes - shape.expert_bytes * (1 - _experts_touched(arch, batch))
+    bw = r.bandwidth_bytes_per_s
+    bw_eff = cal.quantized_bandwidth_efficiency if shape.quantized_weights else (
+        cal.decode_bandwidth_efficiency)
+    t_mem = weights / (bw * bw_eff) + batch * context * shape.kv_bytes_per_token / (
+        bw * cal.decode_bandwidth_efficiency)
+    tokens, prompt = prefill
+    flops = (batch + tokens) * 2 * shape.matrix_params
+    attended = batch * context + tokens * _prompt_context(arch, prompt)
+    flops += 4 * shape.attention_width * attended
+    scale = cal.low_precision_step_scale if r.compute_dtype in ("fp8", "int8") else 1.0
+    scale *= _width_factor(arch.hidden_size, cal.step_width_half)
+    return t_mem, flops / (r.peak_flops * cal.decode_compute_efficiency * scale)
+
+
 def _decode_step(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
                  batch: int, context: float, par: Parallelism,
                  link: Link | None) -> tuple[float, float, float]:
     """(step seconds, memory seconds, compute seconds) of one decode step for ``batch``."""
-    arch = model.architecture
-    weights = shape.weight_bytes - shape.expert_bytes * (1 - _experts_touched(arch, batch))
-    bw_eff = cal.quantized_bandwidth_efficiency if shape.quantized_weights else (
-        cal.decode_bandwidth_efficiency)
-    t_mem = weights / (r.bandwidth_bytes_per_s * bw_eff) + batch * context * (
-        shape.kv_bytes_per_token) / (r.bandwidth_bytes_per_s * cal.decode_bandwidth_efficiency)
-    flops = batch * (2 * shape.matrix_params + 4 * shape.attention_width * context)
-    t_comp = flops / (r.peak_flops * cal.decode_compute_efficiency)
-    step = max(t_mem, t_comp) + _tp_comm_s(batch, arch, shape, par, link) + cal.step_overhead_s
-    return step * par.pp, t_mem, t_comp
+    t_mem, t_comp = _step_times(model, shape, r, cal, batch, context, (0.0, 0))
+    step = max(t_mem, t_comp) + _tp_comm_s(batch, model.architecture, shape, par, link)
+    return (step + cal.step_overhead_s) * par.pp, t_mem, t_comp
 
 
 def prefill_s(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
               tokens: int, par: Parallelism, link: Link | None) -> float:
-    """Seconds to prefill one prompt of ``tokens`` tokens (causal: mean context tokens / 2).
+    """Seconds to prefill one prompt of ``tokens`` tokens (``_prompt_context`` for attention).
 
     Reading the weights and computing on a short prompt do not overlap well, so the two add.
     """
-    flops = tokens * (2 * shape.matrix_params + 4 * shape.attention_width * tokens / 2)
+    context = _prompt_context(model.architecture, tokens)
+    flops = tokens * (2 * shape.matrix_params + 4 * shape.attention_width * context)
     t_comp = flops / (r.peak_flops * cal.prefill_compute_efficiency)
     t_mem = shape.weight_bytes / (r.bandwidth_bytes_per_s * cal.decode_bandwidth_efficiency)
     comm = _tp_comm_s(tokens, model.architecture, shape, par, link)
@@ -264,20 +300,9 @@ def _loaded_step(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
     the step with the decode's memory traffic (Agrawal et al. 2024, Sarathi-Serve).
     """
     batch, prompt, output = load
-    context = prompt + output / 2
     prefill_tokens = batch * prompt / max(output, 1)
-    weights = shape.weight_bytes - shape.expert_bytes * (
-        1 - _experts_touched(model.architecture, batch))
-    bw = r.bandwidth_bytes_per_s
-    bw_eff = cal.quantized_bandwidth_efficiency if shape.quantized_weights else (
-        cal.decode_bandwidth_efficiency)
-    t_mem = weights / (bw * bw_eff) + batch * context * shape.kv_bytes_per_token / (
-        bw * cal.decode_bandwidth_efficiency)
-    flops = (batch + prefill_tokens) * 2 * shape.matrix_params
-    flops += 4 * shape.attention_width * (batch * context + prefill_tokens * prompt / 2)
-    scale = cal.low_precision_step_scale if r.compute_dtype in ("fp8", "int8") else 1.0
-    scale *= _width_factor(model.architecture.hidden_size, cal.step_width_half)
-    t_comp = flops / (r.peak_flops * cal.decode_compute_efficiency * scale)
+    t_mem, t_comp = _step_times(model, shape, r, cal, batch, prompt + output / 2,
+                                (prefill_tokens, prompt))
     comm = _tp_comm_s(batch + prefill_tokens, model.architecture, shape, par, link)
     return (max(t_mem, t_comp) + comm + cal.step_overhead_s) * par.pp
 
@@ -288,7 +313,8 @@ def _encode_only(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
     """Embeddings and encoders: no generation; a batch of prompts is one forward pass."""
     batch, prompt, _ = load
     one = prefill_s(model, shape, r, cal, prompt, par, link)
-    flops = batch * prompt * (2 * shape.matrix_params + 2 * shape.attention_width * prompt)
+    context = _prompt_context(model.architecture, prompt)
+    flops = batch * prompt * (2 * shape.matrix_params + 4 * shape.attention_width * context)
     t_comp = flops / (r.peak_flops * cal.prefill_compute_efficiency)
     t_mem = shape.weight_bytes / (r.bandwidth_bytes_per_s * cal.decode_bandwidth_efficiency)
     step = (t_comp + t_mem + cal.step_overhead_s) * par.pp
@@ -349,10 +375,12 @@ class TrainingSetup:
     parallel: Parallelism
     recompute: str
     sharded: bool  # FSDP / ZeRO-3: parameters are gathered every step
-    trainable_fraction: float  # 1 for full fine-tuning; LoRA trains adapters only
+    trainable_fraction: float  # 1 for full fine-tuning; LoRA: adapter parameters / total
     intra_link: Link | None
     inter_link: Link | None
     devices_per_node: int
+    method: str = "full"  # "full", or "lora" / "qlora": a frozen base with trained adapters
+    frozen_bits: float = 16.0  # bits per frozen base parameter as FSDP gathers it (QLoRA: NF4)
 
 
 @dataclass(frozen=True)
@@ -374,22 +402,41 @@ def _active_matrix_params(model: Model) -> float:
     for lp, n in params.kinds_in(range(arch.num_layers)):
         dense = lp.attn_q_o + lp.attn_kv + lp.attn_replicated + lp.mlp + lp.shared_experts
         total += n * (dense + lp.expert_one * k)
-    return total + (params.lm_head if arch.lm_head else arch.vocab_size * arch.hidden_size)
+    return total + _lm_head_matmul(arch)
 
 
-def training_flops_per_token(model: Model, seq_len: int, recompute: str) -> tuple[float, float]:
-    """(model FLOPs, hardware FLOPs) per token: 6N + 12·L·q·s, plus the recomputed forward."""
+def training_flops_per_token(model: Model, seq_len: int, recompute: str, method: str,
+                             adapter_params: float = 0.0) -> tuple[float, float]:
+    """(model FLOPs, hardware FLOPs) per token, plus the recomputed forward for hardware FLOPs.
+
+    Full training: 6N + 12·L·q·s: forward 2N, backward 4N, half of it the activations'
+    gradients and half the weights' (Narayanan et al. 2021, arXiv:2104.04473, appendix on
+    FLOPs). LoRA / QLoRA freeze the base, whose weights need no gradients: 4N, plus 6 per
+    trained adapter parameter (Hu et al. 2021). Attention has no weights: 12·L·q·s stays.
+    """
     arch = model.architecture
     n = _active_matrix_params(model)
     q = arch.attention.num_heads * arch.attention.head_dim
     attention = 12 * arch.num_layers * q * seq_len
-    model_flops = 6 * n + attention
-    extra = {"full": 2 * n + attention / 3, "selective": attention / 3}.get(recompute, 0.0)
+    frozen = method != "full"
+    adapters = adapter_params if frozen else 0.0
+    model_flops = (4 if frozen else 6) * n + 6 * adapters + attention
+    forward = 2 * (n + adapters)
+    extra = {"full": forward + attention / 3, "selective": attention / 3}.get(recompute, 0.0)
     return model_flops, model_flops + extra
 
 
+def _adapter_params(model: Model, s: TrainingSetup) -> float:
+    return 0.0 if s.method == "full" else s.trainable_fraction * model.params.total
+
+
 def _dp_traffic_s(model: Model, s: TrainingSetup) -> float:
-    """Gradient reduction (and FSDP/ZeRO-3 parameter gathers) per optimizer step."""
+    """Gradient reduction (and FSDP/ZeRO-3 parameter gathers) per optimizer step.
+
+    Gradients are reduced in 16 bits. Sharded, every parameter is all-gathered before forward
+    and again before backward, and the gradients reduce-scattered (an all-gather's cost), once
+    per step; a LoRA / QLoRA base is gathered at ``frozen_bits`` but has no gradients.
+    """
     par = s.parallel
     ranks = par.dp * par.cp
     if ranks <= 1:
@@ -397,9 +444,13 @@ def _dp_traffic_s(model: Model, s: TrainingSetup) -> float:
     link = s.inter_link if par.devices > s.devices_per_node and s.inter_link else s.intra_link
     if link is None:
         return 0.0
-    grad_bytes = model.params.total * s.trainable_fraction * 2 / (par.tp * par.pp)
-    if s.sharded:  # all-gather forward and backward, reduce-scatter gradients, once per step
-        return 3 * all_gather_s(grad_bytes, ranks, link)
+    split = par.tp * par.pp
+    grad_bytes = model.params.total * s.trainable_fraction * 2 / split
+    gathered = grad_bytes
+    if s.method != "full":
+        gathered += model.params.total * s.frozen_bits / 8 / split
+    if s.sharded:
+        return 2 * all_gather_s(gathered, ranks, link) + all_gather_s(grad_bytes, ranks, link)
     return all_reduce_s(grad_bytes, ranks, link)
 
 
@@ -408,7 +459,8 @@ def training_speed(model: Model, setup: TrainingSetup, rates_: DeviceRates,
     """One optimizer step: compute at a calibrated efficiency plus exposed communication."""
     par = setup.parallel
     tokens_device = setup.micro_batch * setup.seq_len * setup.microbatches / par.cp
-    model_flops, hw_flops = training_flops_per_token(model, setup.seq_len, setup.recompute)
+    model_flops, hw_flops = training_flops_per_token(
+        model, setup.seq_len, setup.recompute, setup.method, _adapter_params(model, setup))
     per_device = hw_flops * tokens_device / (par.tp * par.pp)
     compute = per_device / (rates_.peak_flops * efficiency)
     bubble = (par.pp - 1) / (setup.microbatches + par.pp - 1)

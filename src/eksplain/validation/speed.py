@@ -157,7 +157,8 @@ def _training(case: Case, cal: Calibration) -> float:
                                         r.compute_dtype)
     speed = training_speed(model, setup, r, eff, cal.speed.dp_overlap)
     hardware = case.quantity == "hfu" or case.flops_convention == "hardware"
-    model_flops, hw_flops = training_flops_per_token(model, setup.seq_len, recompute)
+    model_flops, hw_flops = training_flops_per_token(model, setup.seq_len, recompute,
+                                                     setup.method)
     scale = hw_flops / model_flops if hardware else 1.0
     if case.quantity in ("hfu", "mfu"):
         return speed.mfu * scale

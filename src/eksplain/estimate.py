@@ -48,7 +48,7 @@ from eksplain.memory import (
     MemoryBreakdown,
     ServingConfig,
     TrainingConfig,
-    kv_bytes_per_token,
+    kv_bytes_per_context_token,
     lora_parameters,
     serving_memory,
     training_memory,
@@ -287,9 +287,13 @@ def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, 
     prompt, output = req.input_tokens, req.output_tokens
     fmt = ctx.cal.format(ctx.fmt)
     kv_bits = 8 if req.kv_dtype.startswith("fp8") else 16
+    # A decode step reads each sequence's cache at the mean context prompt + output / 2 (the
+    # context compute.serving_speed uses); windowed layers hold, and so read, only their window.
+    kv_per_token = kv_bytes_per_context_token(ctx.model.architecture, kv_bits,
+                                              prompt + output / 2, ctx.par)
     shape = serving_shape(
         ctx.model, weight_bytes(ctx.model, fmt, ctx.par, ctx.cal.engine("vllm").vocab_padding),
-        kv_bytes_per_token(ctx.model.architecture, kv_bits, ctx.par), ctx.par, fmt.weight_only)
+        kv_per_token, ctx.par, fmt.weight_only)
     r = _rates(ctx, ctx.fmt)
     eff = ctx.cal.speed.serving_for(acc.architecture)
     link = intra_node_link(acc, ctx.cal.links) if ctx.par.model_devices * ctx.par.ep > 1 else None

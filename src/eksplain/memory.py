@@ -37,6 +37,7 @@ __all__ = [
     "TrainingConfig",
     "TrainingMemory",
     "kv_bytes_for_sequence",
+    "kv_bytes_per_context_token",
     "kv_bytes_per_token",
     "serving_memory",
     "training_memory",
@@ -226,6 +227,16 @@ def kv_bytes_for_sequence(
     return round(tokens * per_layer)
 
 
+def kv_bytes_per_context_token(
+    arch: Architecture, kv_bits: int, context: float, par: Parallelism = Parallelism()
+) -> float:
+    """Mean KV bytes per token of a ``context``-token sequence: what a decode step reads for each
+    token of its context. Below ``kv_bytes_per_token`` when sliding-window or chunked layers keep
+    only their window (Gemma-3-27B at 100k tokens: 86 KB, not 508 KB)."""
+    tokens = max(round(context), 1)
+    return kv_bytes_for_sequence(arch, kv_bits, tokens, par) / tokens
+
+
 def _kv_bits(kv_dtype: str, fmt: QuantFormat) -> int:
     if kv_dtype == "auto":
         return 32 if fmt.compute == "fp32" else 16
@@ -309,24 +320,42 @@ def serving_memory(
 def _kv_capacity(
     arch: Architecture, kv_bits: int, cfg: ServingConfig, pool: int, block_size: int
 ) -> KvCapacity:
+    """Blocks of full-attention tokens (what vLLM logs as the KV cache size), and how many
+    sequences they hold when windowed layers keep only their window: vLLM's maximum concurrency
+    is blocks / blocks per request, counting a sliding-window layer's window only
+    (v1/core/kv_cache_utils.py, ``get_max_concurrency_for_kv_cache_config``)."""
     per_token = kv_bytes_per_token(arch, kv_bits, cfg.parallel)
     if per_token == 0:
         return KvCapacity(0, pool, block_size, 0, 0, 0.0, 0, 0)
     blocks = pool // (per_token * block_size)
     capacity_tokens = blocks * block_size
+    usable = capacity_tokens * per_token  # the bytes of whole blocks
     per_seq = kv_bytes_for_sequence(arch, kv_bits, cfg.seq_len, cfg.parallel)
-    max_batch = pool // per_seq if per_seq else 0
-    max_seq = min(capacity_tokens // cfg.batch, arch.max_context)
     return KvCapacity(
         bytes_per_token=per_token,
         pool_bytes=pool,
         block_size=block_size,
         blocks=blocks,
         capacity_tokens=capacity_tokens,
-        max_concurrency=capacity_tokens / cfg.seq_len,
-        max_batch=max_batch,
-        max_seq_len=max_seq,
+        max_concurrency=usable / per_seq,
+        max_batch=usable // per_seq,
+        max_seq_len=_longest_sequence(arch, kv_bits, cfg, usable),
     )
+
+
+def _longest_sequence(arch: Architecture, kv_bits: int, cfg: ServingConfig, usable: int) -> int:
+    """Longest sequence (up to the model's context) of which ``cfg.batch`` fit ``usable`` bytes;
+    KV bytes grow with the length, so bisect."""
+    def fits(tokens: int) -> bool:
+        return cfg.batch * kv_bytes_for_sequence(arch, kv_bits, tokens, cfg.parallel) <= usable
+
+    if not fits(1):
+        return 0
+    low, high = 1, arch.max_context + 1  # fits(low), not fits(high) (or high beyond the limit)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
 
 
 # ---------------------------------------------------------------------------------------------

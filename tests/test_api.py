@@ -44,3 +44,29 @@ def test_decode_reads_only_the_window_of_sliding_layers() -> None:
     assert est.speed.serving.decode_bound == "memory"
     expected = (14_483_464_192 + 8 * 536_870_912) / (3350e9 * 0.75) + 0.0005  # 7.97 ms
     assert est.speed.serving.tpot_s == pytest.approx(expected, rel=1e-9)
+
+
+def _step_s(**kwargs: str) -> float:
+    est = eksplain.estimate(eksplain.EstimateRequest(
+        model="meta-llama/Llama-3.1-8B", hardware="h100", task="training", batch=1,
+        seq_len=4096, **kwargs,  # type: ignore[arg-type]
+    ))
+    assert est.speed.training is not None
+    return est.speed.training.step_time_s
+
+
+def test_training_peak_follows_precision_and_dtype() -> None:
+    # Llama-3.1-8B, one H100, one 4,096-token sequence (methodology section 8, PaLM appendix B):
+    # matrices a token passes through N = 8,030,261,248 - 525,336,576 (input embedding)
+    # - 266,240 (norms) = 7,504,658,432; FLOPs per token 6N + 12 x 32 x 4,096 x 4,096
+    # = 45,027,950,592 + 6,442,450,944 = 51,470,401,536; x 4,096 tokens.
+    # e_train = 0.5 (Hopper) x 4,096 / (4,096 + 512) = 0.4444.
+    flops = 51_470_401_536 * 4096
+    eff = 0.5 * 4096 / 4608
+    # mixed: bf16 peak 989.4 TFLOP/s -> 0.4795 s.
+    assert _step_s() == pytest.approx(flops / (989.4e12 * eff), rel=1e-9)
+    # --dtype fp8 (float8 linears): FP8 peak 1,978.9 at 64 % (torchtitan 1.28x) -> 0.3746 s.
+    assert _step_s(dtype="fp8") == pytest.approx(flops / (1978.9e12 * eff * 0.64), rel=1e-9)
+    # --precision fp32: PyTorch keeps fp32 matmuls in fp32 (TF32 off by default since 1.12),
+    # the FP32 peak of 67 TFLOP/s -> 7.08 s.
+    assert _step_s(precision="fp32") == pytest.approx(flops / (67e12 * eff), rel=1e-9)

@@ -273,11 +273,28 @@ def _rates(ctx: _Context, fmt: str) -> DeviceRates:
     acc = ctx.choice.accelerator
     stand_in = ctx.cal.peak_proxy(acc.id)
     proxy = find_accelerator(ctx.catalog, stand_in) if stand_in else None
-    r = rates(acc, fmt, proxy)
+    r = _fp32_rates(acc, proxy) if fmt == "fp32" else rates(acc, fmt, proxy)
     if r.peak_flops <= 0:
         raise InputError(f"No published {r.compute_dtype} peak for {acc.id}.",
                          hint="pick an accelerator with datasheet peaks")
     return r
+
+
+def _fp32_rates(acc: Accelerator, proxy: Accelerator | None) -> DeviceRates:
+    """FP32 matmuls run at the FP32 peak, not on 16-bit tensor cores: PyTorch leaves TF32 off
+    for matmuls by default since 1.12 (``torch.backends.cuda.matmul.allow_tf32 = False``,
+    pytorch.org/docs/stable/notes/cuda.html, "TensorFloat-32 (TF32) on Ampere devices")."""
+    peak = acc.peak("fp32") or (proxy.peak("fp32") if proxy else None) or 0.0
+    return DeviceRates(peak * 1e12, float(acc.memory_bandwidth_bytes_per_s), "fp32")
+
+
+def _training_compute(req: EstimateRequest, fmt: str) -> str:
+    """The matmul format of a training step: fp32 for ``--precision fp32``; FP8 for ``--dtype
+    fp8`` (float8 linears, as torchao/torchtitan train); else 16-bit (mixed, bf16, LoRA and
+    QLoRA, whose frozen 4-bit base dequantizes to 16 bits)."""
+    if req.precision == "fp32":
+        return "fp32"
+    return "fp8" if fmt == "fp8" else "bf16"
 
 
 def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, int | None]:
@@ -317,7 +334,7 @@ def _training_speed(ctx: _Context, plan: NodePlan) -> TrainingSpeed:
         inter_link=inter_node_link(plan.instance, ctx.cal.links),
         devices_per_node=max(plan.instance.accelerator_count, 1),
     )
-    r = _rates(ctx, "bf16")
+    r = _rates(ctx, _training_compute(req, ctx.fmt))
     eff = ctx.cal.speed.training_efficiency(acc.architecture, ctx.model.architecture.hidden_size,
                                             r.compute_dtype)
     return training_speed(ctx.model, setup, r, eff, ctx.cal.speed.dp_overlap)

@@ -162,3 +162,19 @@ def test_unknown_region_keeps_speed_and_says_price_unknown(runner: CliRunner) ->
     assert data["cost"]["price_known"] is False
     assert data["cost"]["usd_per_hour"] is None
     assert "eu-west-1" in data["cost"]["note"]
+
+
+def test_hybrid_fsdp_shards_over_the_devices_of_one_node(runner: CliRunner) -> None:
+    # Hybrid FSDP shards inside a node and replicates across nodes (methodology section 6).
+    # Llama-3.1-8B, mixed precision under FSDP: two fp32 AdamW moments = 8 B per parameter,
+    # 8 x 8,030,261,248 = 64,242,089,984 B before sharding.
+    # 2 x g5.12xlarge (4 A10G each): / 4 = 16,060,522,496 B (14.96 GiB), not / 8.
+    # 2 x trn1.32xlarge (16 Trainium devices each): / 16 = 4,015,130,624 B, not / 8.
+    for hardware, devices, expected in (("g5.12xlarge", "8", 16_060_522_496),
+                                        ("trn1.32xlarge", "32", 4_015_130_624)):
+        result = runner.invoke(app, ["estimate", "llama-3.1-8b", "--hardware", hardware,
+                                     "--devices", devices, "--task", "training", "--fsdp",
+                                     "hybrid", "--seq-len", "1024", "--json"])
+        assert result.exit_code == 0, result.output
+        mem = json.loads(result.output)["memory_per_device"]
+        assert mem["optimizer_states_bytes"] == expected, hardware

@@ -215,11 +215,12 @@ def _serving_config(req: EstimateRequest, fmt: str, par: Parallelism, batch: int
     )
 
 
-def _training_config(req: EstimateRequest, par: Parallelism, batch: int,
-                     seq_len: int) -> TrainingConfig:
+def _training_config(req: EstimateRequest, par: Parallelism, batch: int, seq_len: int,
+                     devices_per_node: int) -> TrainingConfig:
     return TrainingConfig(
         precision=req.precision, micro_batch=batch, seq_len=seq_len, parallel=par,
-        zero=req.zero, fsdp=req.fsdp, method=req.method, lora_rank=req.lora_rank,
+        zero=req.zero, fsdp=req.fsdp, devices_per_node=devices_per_node,
+        method=req.method, lora_rank=req.lora_rank,
         lora_targets=LORA_TARGETS, optimizer=req.optimizer, recompute=req.recompute,
         flash_attention=req.flash_attention, microbatches=_microbatches(req, par),
     )
@@ -388,13 +389,14 @@ def _training(ctx: _Context, limits: bool) -> Estimate:
     req, cal, model = ctx.req, ctx.cal, ctx.model
     _check_context(model, req.seq_len)
     devices = ctx.choice.devices
+    plan = _plan(ctx)
+    per_node = max(plan.instance.accelerator_count, 1)  # hybrid FSDP shards inside a node
 
     def memory(batch: int, seq: int) -> MemoryBreakdown:
-        cfg = _training_config(req, ctx.par, batch, seq)
+        cfg = _training_config(req, ctx.par, batch, seq, per_node)
         return training_memory(model, ctx.capacity, cfg, cal, devices).breakdown
 
     mem = memory(req.batch, req.seq_len)
-    plan = _plan(ctx)
     speed = _training_speed(ctx, plan)
     tokens = parse_count(req.tokens) if req.tokens else None
     seconds = tokens / (speed.tokens_per_s_per_device * ctx.par.devices) if tokens else None

@@ -60,7 +60,13 @@ from eksplain.units import normalise_dtype, parse_count
 __all__ = ["Estimate", "EstimateRequest", "Speed", "run_estimate", "unsupported_format",
            "weight_format"]
 
-_WEIGHT_FORMATS = {"awq", "gptq", "nf4", "int8-wo"}
+_WEIGHT_FORMATS = {"awq", "gptq", "nf4", "int8-wo", "awq-int8", "gptq-int8"}
+
+# A pre-quantized checkpoint's (quant_method, bits) -> its weight format (data/quantization.yaml).
+_PRE_QUANTIZED = {
+    ("awq", 4): "awq", ("awq", 8): "awq-int8", ("gptq", 4): "gptq", ("gptq", 8): "gptq-int8",
+    ("bitsandbytes", 4): "nf4", ("bitsandbytes", 8): "int8-wo", ("fp8", 8): "fp8",
+}
 
 
 class EstimateRequest(BaseModel):
@@ -155,11 +161,17 @@ class Estimate:
 
 def weight_format(dtype: str, model: Model) -> str:
     """The storage format of the weights: a pre-quantized checkpoint's, else ``--dtype``."""
-    if model.quantization is not None and dtype in ("bf16", "auto"):
-        method = model.quantization.method
-        if method == "bitsandbytes":
-            return "nf4" if model.quantization.bits == 4 else "int8-wo"
-        return method if method in _WEIGHT_FORMATS | {"fp8"} else "bf16"
+    q = model.quantization
+    if q is not None and dtype in ("bf16", "auto"):
+        if q.method == "compressed-tensors":
+            # The catalogue does not read compressed-tensors' config_groups (its weights'
+            # num_bits and type), so the scheme is taken as 8-bit FP8, llm-compressor's most
+            # common one; W8A8 int8 stores as many bytes, W4A16 half as many (a note says so).
+            return "fp8"
+        known = _PRE_QUANTIZED.get((q.method, q.bits))
+        if known is not None:
+            return known
+        return q.method if q.method in _WEIGHT_FORMATS | {"fp8"} else "bf16"
     if dtype.lower() in _WEIGHT_FORMATS:
         return dtype.lower()
     return normalise_dtype(dtype)
@@ -418,6 +430,10 @@ def _training(ctx: _Context, limits: bool) -> Estimate:
 
 def _notes(ctx: _Context, plan: NodePlan) -> tuple[str, ...]:
     notes = []
+    quant = ctx.model.quantization
+    if quant is not None and quant.method == "compressed-tensors" and ctx.fmt == "fp8":
+        notes.append("compressed-tensors checkpoint: weights taken as 8-bit (FP8); a W4A16 "
+                     "checkpoint stores about half of that")
     if ctx.req.engine in ("sglang", "trtllm", "neuron"):
         notes.append(f"{ctx.req.engine}'s memory is estimated with vLLM's pool rules; only vLLM "
                      "and transformers are calibrated")

@@ -178,3 +178,30 @@ def test_hybrid_fsdp_shards_over_the_devices_of_one_node(runner: CliRunner) -> N
         assert result.exit_code == 0, result.output
         mem = json.loads(result.output)["memory_per_device"]
         assert mem["optimizer_states_bytes"] == expected, hardware
+
+
+def test_formats_need_their_compute_capability(runner: CliRunner) -> None:
+    # accelerators.csv: T4 7.5, V100 7.0, A10G 8.6, A100 8.0, H100 9.0. vLLM's minimums
+    # (data/quantization.yaml): bf16 8.0 (no bf16 below Ampere; vLLM says to use fp16), fp8 8.0
+    # (W8A16 through FP8 Marlin on 8.0-8.6, W8A8 from 8.9), AWQ 7.5; FP8 training 8.9.
+    refused = [
+        (["--hardware", "t4", "--dtype", "fp8"], "compute capability 8.0", "7.5"),
+        (["--hardware", "v100-32gb", "--dtype", "fp8"], "compute capability 8.0", "7.0"),
+        (["--hardware", "t4"], "compute capability 8.0", "--dtype fp16"),
+        (["--hardware", "v100-32gb", "--dtype", "awq"], "compute capability 7.5", "7.0"),
+        (["--hardware", "a100-80gb", "--dtype", "fp8", "--task", "training"],
+         "compute capability 8.9", "8.0"),
+    ]
+    for args, need, detail in refused:
+        result = runner.invoke(app, ["estimate", "llama-3.1-8b", "--seq-len", "1024", *args])
+        assert result.exit_code == 2, (args, result.output)
+        text = " ".join(result.output.split())  # the error box wraps lines
+        assert need in text, (args, result.output)
+        assert detail in text, (args, result.output)
+        assert "Traceback" not in result.output
+    accepted = [["--hardware", "t4", "--dtype", "fp16"], ["--hardware", "a10g", "--dtype", "fp8"],
+                ["--hardware", "a100-80gb", "--dtype", "fp8"], ["--hardware", "t4", "--dtype",
+                                                                  "awq"]]
+    for args in accepted:
+        result = runner.invoke(app, ["estimate", "llama-3.1-8b", "--seq-len", "1024", *args])
+        assert result.exit_code == 0, (args, result.output)

@@ -7,6 +7,7 @@ contract of docs/json.md.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from eksplain.compute import (
     training_speed,
 )
 from eksplain.cost import Cost, NodePlan, Throughput, cost, node_plan
+from eksplain.datafiles import read_yaml
 from eksplain.errors import InputError
 from eksplain.hardware import (
     Accelerator,
@@ -177,23 +179,56 @@ def weight_format(dtype: str, model: Model) -> str:
     return normalise_dtype(dtype)
 
 
-def unsupported_format(fmt: str, accelerator: Accelerator, cal: Calibration) -> str | None:
-    """Why ``fmt`` cannot run on ``accelerator`` (no engine kernels for its vendor), or None."""
-    if cal.format(fmt).runs_on(accelerator.vendor):
+@functools.cache
+def _min_compute_capabilities() -> dict[tuple[str, str], tuple[int, int]]:
+    """(format, task) -> the oldest NVIDIA compute capability that runs it (quantization.yaml)."""
+    out = {}
+    for name, row in read_yaml("quantization.yaml")["formats"].items():
+        for task, key in (("inference", "min_compute_capability"),
+                          ("training", "min_compute_capability_training")):
+            value = row.get(key) or row.get("min_compute_capability")
+            if value:
+                major, minor = str(value).split(".")
+                out[(name, task)] = (int(major), int(minor))
+    return out
+
+
+def _cc(capability: tuple[int, int]) -> str:
+    return f"{capability[0]}.{capability[1]}"
+
+
+def unsupported_format(fmt: str, accelerator: Accelerator, cal: Calibration,
+                       task: str = "inference") -> str | None:
+    """Why ``fmt`` cannot run on ``accelerator``, or None: no engine kernels for its vendor, or
+    an NVIDIA GPU older than the format's minimum compute capability."""
+    if not cal.format(fmt).runs_on(accelerator.vendor):
+        vendors = [f.name for f in cal.formats if f.runs_on(accelerator.vendor)]
+        return (f"{fmt} weights have no kernels on {accelerator.vendor} accelerators "
+                f"({accelerator.name}); formats that run there: {', '.join(vendors)}")
+    need = _min_compute_capabilities().get((fmt, task))
+    have = accelerator.compute_capability
+    if need is None or have is None or have >= need:
         return None
-    vendors = [f.name for f in cal.formats if f.runs_on(accelerator.vendor)]
-    return (f"{fmt} weights have no kernels on {accelerator.vendor} accelerators "
-            f"({accelerator.name}); formats that run there: {', '.join(vendors)}")
+    what = "training in" if task == "training" else "serving"
+    return (f"{what} {fmt} needs NVIDIA compute capability {_cc(need)} or newer; "
+            f"{accelerator.name} has {_cc(have)}")
 
 
 def _check_format(req: EstimateRequest, fmt: str, accelerator: Accelerator,
                   cal: Calibration) -> None:
     used = "nf4" if req.task == "training" and req.method == "qlora" else fmt
-    why = unsupported_format(used, accelerator, cal)
-    if why is not None:
-        hint = "QLoRA needs bitsandbytes (NVIDIA); use --method lora" if used != fmt else (
-            "pick another --dtype, or an NVIDIA GPU")
-        raise InputError(why + ".", hint=hint)
+    why = unsupported_format(used, accelerator, cal, req.task)
+    if why is None:
+        return
+    if used != fmt:
+        hint = "QLoRA needs bitsandbytes (NVIDIA); use --method lora"
+    elif accelerator.vendor != "NVIDIA" or accelerator.compute_capability is None:
+        hint = "pick another --dtype, or an NVIDIA GPU"
+    elif used == "bf16":
+        hint = "use --dtype fp16 (what vLLM runs a bf16 checkpoint in there)"
+    else:
+        hint = "pick another --dtype (fp16 runs on every NVIDIA GPU), or a newer GPU"
+    raise InputError(why + ".", hint=hint)
 
 
 def _parallelism(req: EstimateRequest, devices: int) -> Parallelism:

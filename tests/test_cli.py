@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from eksplain.cli.main import app
@@ -205,3 +206,22 @@ def test_formats_need_their_compute_capability(runner: CliRunner) -> None:
     for args in accepted:
         result = runner.invoke(app, ["estimate", "llama-3.1-8b", "--seq-len", "1024", *args])
         assert result.exit_code == 0, (args, result.output)
+
+
+def test_embeddings_price_their_input_tokens(runner: CliRunner) -> None:
+    # An embedding request has no output tokens; its cost is per input token (methodology
+    # section 10): $ per million input tokens = $/hour / (input tokens/s x 3,600) x 1e6, with
+    # input tokens/s = requests/s x 512 tokens. g6.xlarge (one L4): $0.8048/hour.
+    result = runner.invoke(app, ["estimate", "BAAI/bge-large-en-v1.5", "--hardware", "l4",
+                                 "--batch", "64", "--input-tokens", "512", "--output-tokens",
+                                 "0", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    requests_per_s = data["speed"]["requests_per_s"]
+    assert requests_per_s > 0
+    expected = 0.8048 / (requests_per_s * 512 * 3600) * 1e6
+    # The JSON rounds dollars to 4 decimals.
+    assert data["cost"]["usd_per_million_input_tokens"] == pytest.approx(expected, abs=5e-5)
+    assert data["cost"]["usd_per_million_output_tokens"] is None
+    assert data["max_batch"] == 256
+    assert data["max_seq_len"] == 512

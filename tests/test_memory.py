@@ -205,3 +205,22 @@ def test_full_attention_capacity_unchanged() -> None:
     assert kv.max_concurrency == pytest.approx(kv.capacity_tokens / 8192)
     assert kv.max_batch == kv.capacity_tokens // 8192
     assert kv.max_seq_len == kv.capacity_tokens // 4
+
+
+def test_encoders_are_limited_by_the_engine_not_a_kv_cache() -> None:
+    # BAAI/bge-large-en-v1.5 (BERT-large: h 1,024, MLP 4,096, 512 positions) keeps no KV cache.
+    m = model("BAAI/bge-large-en-v1.5")
+    l4 = 23_807_809_028  # visible L4 memory: 23,999,807,488 B x 0.992
+    # vLLM profiles a fixed 8,192-token step, so memory does not bound the batch: the scheduler's
+    # max_num_seqs (256) does, and any sequence up to the model's 512 positions fits.
+    kv = serving_memory(m, l4, ServingConfig(batch=64, seq_len=512), CAL).kv
+    assert (kv.max_batch, kv.max_seq_len) == (256, 512)
+    # transformers runs the whole batch in one pass: activations 8h + 6i = 32,768 B per token.
+    # Free: 23,807,809,028 - 670,283,776 (weights, 335,141,888 x 2 B) - 1,406,601,789 (CUDA
+    # context, 1.31 GiB) = 21,730,923,463 B = 663,175 tokens; 1,295 sequences of 512, and at
+    # batch 64 up to 10,362 tokens each, capped by the 512 positions.
+    hf = serving_memory(m, l4, ServingConfig(batch=64, seq_len=512, engine="hf"), CAL).kv
+    assert (hf.max_batch, hf.max_seq_len) == (1_295, 512)
+    # Too little memory for the weights: nothing fits.
+    small = serving_memory(m, 600_000_000, ServingConfig(batch=64, seq_len=512), CAL).kv
+    assert (small.max_batch, small.max_seq_len) == (0, 0)

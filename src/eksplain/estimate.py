@@ -419,7 +419,8 @@ def _serving(ctx: _Context) -> Estimate:
     plan = _plan(ctx)
     replicas = ctx.par.dp
     out_rate = speed.output_tokens_per_s * replicas if speed else 0.0
-    in_rate = out_rate * (req.input_tokens or 0) / (req.output_tokens or 1)
+    # Input tokens/s = requests/s x prompt, which also prices embeddings (no output tokens).
+    in_rate = speed.requests_per_s * replicas * (req.input_tokens or 0) if speed else 0.0
     money = cost(plan, Throughput(out_rate, in_rate), req.utilization,
                  ctx.cal.eks_control_plane_usd_per_hour, req.region, req.capacity_type)
     return Estimate(

@@ -225,7 +225,7 @@ def _check_format(req: EstimateRequest, fmt: str, accelerator: Accelerator,
     elif accelerator.vendor != "NVIDIA" or accelerator.compute_capability is None:
         hint = "pick another --dtype, or an NVIDIA GPU"
     elif used == "bf16":
-        hint = "use --dtype fp16 (what vLLM runs a bf16 checkpoint in there)"
+        hint = "use --dtype fp16; GPUs before Ampere have no bf16 arithmetic"
     else:
         hint = "pick another --dtype (fp16 runs on every NVIDIA GPU), or a newer GPU"
     raise InputError(why + ".", hint=hint)

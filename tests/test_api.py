@@ -124,3 +124,17 @@ def test_compressed_tensors_fp8_is_8_bit(tmp_path: Path) -> None:
            "ignore": ["lm_head"]}
     assert _prequantized_weights(tmp_path, fp8) == (
         "fp8", QWEN25_7B_MATRICES + QWEN25_7B_REST_BYTES)
+
+
+def test_fp8_training_where_fp8_is_no_faster_keeps_the_bf16_step() -> None:
+    # Trainium (trn1) lists 190 TFLOP/s for both bf16 and FP8 (accelerators.csv), so float8
+    # linears gain nothing; the 64 % FP8 scale (calibration) must not make the step 1 / 0.64 =
+    # 1.56x slower than bf16's.
+    def step(dtype: str) -> float:
+        est = eksplain.estimate(eksplain.EstimateRequest(
+            model="meta-llama/Llama-3.1-8B", hardware="trn1.32xlarge", task="training",
+            fsdp="full", dtype=dtype))
+        assert est.speed.training is not None
+        return est.speed.training.step_time_s
+
+    assert step("fp8") == step("bf16")

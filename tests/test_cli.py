@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from eksplain.cli.main import app
@@ -162,3 +163,65 @@ def test_unknown_region_keeps_speed_and_says_price_unknown(runner: CliRunner) ->
     assert data["cost"]["price_known"] is False
     assert data["cost"]["usd_per_hour"] is None
     assert "eu-west-1" in data["cost"]["note"]
+
+
+def test_hybrid_fsdp_shards_over_the_devices_of_one_node(runner: CliRunner) -> None:
+    # Hybrid FSDP shards inside a node and replicates across nodes (methodology section 6).
+    # Llama-3.1-8B, mixed precision under FSDP: two fp32 AdamW moments = 8 B per parameter,
+    # 8 x 8,030,261,248 = 64,242,089,984 B before sharding.
+    # 2 x g5.12xlarge (4 A10G each): / 4 = 16,060,522,496 B (14.96 GiB), not / 8.
+    # 2 x trn1.32xlarge (16 Trainium devices each): / 16 = 4,015,130,624 B, not / 8.
+    for hardware, devices, expected in (("g5.12xlarge", "8", 16_060_522_496),
+                                        ("trn1.32xlarge", "32", 4_015_130_624)):
+        result = runner.invoke(app, ["estimate", "llama-3.1-8b", "--hardware", hardware,
+                                     "--devices", devices, "--task", "training", "--fsdp",
+                                     "hybrid", "--seq-len", "1024", "--json"])
+        assert result.exit_code == 0, result.output
+        mem = json.loads(result.output)["memory_per_device"]
+        assert mem["optimizer_states_bytes"] == expected, hardware
+
+
+def test_formats_need_their_compute_capability(runner: CliRunner) -> None:
+    # accelerators.csv: T4 7.5, V100 7.0, A10G 8.6, A100 8.0, H100 9.0. vLLM's minimums
+    # (data/quantization.yaml): bf16 8.0 (no bf16 below Ampere; vLLM says to use fp16), fp8 8.0
+    # (W8A16 through FP8 Marlin on 8.0-8.6, W8A8 from 8.9), AWQ 7.5; FP8 training 8.9.
+    refused = [
+        (["--hardware", "t4", "--dtype", "fp8"], "compute capability 8.0", "7.5"),
+        (["--hardware", "v100-32gb", "--dtype", "fp8"], "compute capability 8.0", "7.0"),
+        (["--hardware", "t4"], "compute capability 8.0", "--dtype fp16"),
+        (["--hardware", "v100-32gb", "--dtype", "awq"], "compute capability 7.5", "7.0"),
+        (["--hardware", "a100-80gb", "--dtype", "fp8", "--task", "training"],
+         "compute capability 8.9", "8.0"),
+    ]
+    for args, need, detail in refused:
+        result = runner.invoke(app, ["estimate", "llama-3.1-8b", "--seq-len", "1024", *args])
+        assert result.exit_code == 2, (args, result.output)
+        text = " ".join(result.output.split())  # the error box wraps lines
+        assert need in text, (args, result.output)
+        assert detail in text, (args, result.output)
+        assert "Traceback" not in result.output
+    accepted = [["--hardware", "t4", "--dtype", "fp16"], ["--hardware", "a10g", "--dtype", "fp8"],
+                ["--hardware", "a100-80gb", "--dtype", "fp8"], ["--hardware", "t4", "--dtype",
+                                                                  "awq"]]
+    for args in accepted:
+        result = runner.invoke(app, ["estimate", "llama-3.1-8b", "--seq-len", "1024", *args])
+        assert result.exit_code == 0, (args, result.output)
+
+
+def test_embeddings_price_their_input_tokens(runner: CliRunner) -> None:
+    # An embedding request has no output tokens; its cost is per input token (methodology
+    # section 10): $ per million input tokens = $/hour / (input tokens/s x 3,600) x 1e6, with
+    # input tokens/s = requests/s x 512 tokens. g6.xlarge (one L4): $0.8048/hour.
+    result = runner.invoke(app, ["estimate", "BAAI/bge-large-en-v1.5", "--hardware", "l4",
+                                 "--batch", "64", "--input-tokens", "512", "--output-tokens",
+                                 "0", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    requests_per_s = data["speed"]["requests_per_s"]
+    assert requests_per_s > 0
+    expected = 0.8048 / (requests_per_s * 512 * 3600) * 1e6
+    # The JSON rounds dollars to 4 decimals.
+    assert data["cost"]["usd_per_million_input_tokens"] == pytest.approx(expected, abs=5e-5)
+    assert data["cost"]["usd_per_million_output_tokens"] is None
+    assert data["max_batch"] == 256
+    assert data["max_seq_len"] == 512

@@ -174,3 +174,53 @@ def test_flash_attention_removes_the_quadratic_term() -> None:
                             CAL).breakdown
     # 32 layers x 8192 tokens x 4 x 32 heads x 8192 B = 256 GiB of attention scores.
     assert eager.activations_bytes - flash.activations_bytes == 32 * 8192 * 4 * 32 * 8192
+
+
+def test_windowed_capacity_counts_the_window_only() -> None:
+    # Gemma-3-27B: 62 layers, 10 global and 52 with a 1,024-token window; 16 KV heads of 128.
+    # Per layer per token 2 x 16 x 128 x 2 B = 8,192 B; a full-attention token on every layer
+    # 62 x 8,192 = 507,904 B (vLLM's page size, so capacity_tokens stays in these tokens).
+    # One 101,000-token sequence: 8,192 x (10 x 101,000 + 52 x 1,024) = 8,710,127,616 B.
+    # vLLM's max concurrency counts a sliding-window layer's window only
+    # (v1/core/kv_cache_utils.py, get_max_concurrency_for_kv_cache_config), so concurrency =
+    # capacity_tokens x 507,904 / 8,710,127,616, and the max batch is its whole part.
+    m = model("google/gemma-3-27b-it")
+    cfg = ServingConfig(batch=8, seq_len=101_000)
+    kv = serving_memory(m, 140 * GIB, cfg, CAL).kv
+    assert kv.bytes_per_token == 507_904
+    usable = kv.capacity_tokens * 507_904
+    assert kv.max_concurrency == pytest.approx(usable / 8_710_127_616)
+    assert kv.max_batch == int(usable // 8_710_127_616)
+    assert kv.max_batch >= 8  # the 8 sequences asked for fit, and concurrency says so
+    # Longest sequence at batch 8: 8 x 8,192 x (10 s + 53,248) <= usable bytes,
+    # s <= (usable / 65,536 - 53,248) / 10, capped by the 131,072-token context.
+    assert kv.max_seq_len == min(int((usable / 65_536 - 53_248) // 10), 131_072)
+
+
+def test_full_attention_capacity_unchanged() -> None:
+    # Llama-3.1-8B (no windows): concurrency is capacity_tokens / seq_len and the longest
+    # sequence capacity_tokens // batch, as before: 131,072 B per token on every layer.
+    m = model("meta-llama/Llama-3.1-8B")
+    kv = serving_memory(m, 80 * GIB, ServingConfig(batch=4, seq_len=8192), CAL).kv
+    assert kv.max_concurrency == pytest.approx(kv.capacity_tokens / 8192)
+    assert kv.max_batch == kv.capacity_tokens // 8192
+    assert kv.max_seq_len == kv.capacity_tokens // 4
+
+
+def test_encoders_are_limited_by_the_engine_not_a_kv_cache() -> None:
+    # BAAI/bge-large-en-v1.5 (BERT-large: h 1,024, MLP 4,096, 512 positions) keeps no KV cache.
+    m = model("BAAI/bge-large-en-v1.5")
+    l4 = 23_807_809_028  # visible L4 memory: 23,999,807,488 B x 0.992
+    # vLLM profiles a fixed 8,192-token step, so memory does not bound the batch: the scheduler's
+    # max_num_seqs (256) does, and any sequence up to the model's 512 positions fits.
+    kv = serving_memory(m, l4, ServingConfig(batch=64, seq_len=512), CAL).kv
+    assert (kv.max_batch, kv.max_seq_len) == (256, 512)
+    # transformers runs the whole batch in one pass: activations 8h + 6i = 32,768 B per token.
+    # Free: 23,807,809,028 - 670,283,776 (weights, 335,141,888 x 2 B) - 1,406,601,789 (CUDA
+    # context, 1.31 GiB) = 21,730,923,463 B = 663,175 tokens; 1,295 sequences of 512, and at
+    # batch 64 up to 10,362 tokens each, capped by the 512 positions.
+    hf = serving_memory(m, l4, ServingConfig(batch=64, seq_len=512, engine="hf"), CAL).kv
+    assert (hf.max_batch, hf.max_seq_len) == (1_295, 512)
+    # Too little memory for the weights: nothing fits.
+    small = serving_memory(m, 600_000_000, ServingConfig(batch=64, seq_len=512), CAL).kv
+    assert (small.max_batch, small.max_seq_len) == (0, 0)

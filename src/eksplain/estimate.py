@@ -7,6 +7,7 @@ contract of docs/json.md.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from eksplain.compute import (
     training_speed,
 )
 from eksplain.cost import Cost, NodePlan, Throughput, cost, node_plan
+from eksplain.datafiles import read_yaml
 from eksplain.errors import InputError
 from eksplain.hardware import (
     Accelerator,
@@ -48,7 +50,7 @@ from eksplain.memory import (
     MemoryBreakdown,
     ServingConfig,
     TrainingConfig,
-    kv_bytes_per_token,
+    kv_bytes_per_context_token,
     lora_parameters,
     serving_memory,
     training_memory,
@@ -60,7 +62,13 @@ from eksplain.units import normalise_dtype, parse_count
 __all__ = ["Estimate", "EstimateRequest", "Speed", "run_estimate", "unsupported_format",
            "weight_format"]
 
-_WEIGHT_FORMATS = {"awq", "gptq", "nf4", "int8-wo"}
+_WEIGHT_FORMATS = {"awq", "gptq", "nf4", "int8-wo", "awq-int8", "gptq-int8"}
+
+# A pre-quantized checkpoint's (quant_method, bits) -> its weight format (data/quantization.yaml).
+_PRE_QUANTIZED = {
+    ("awq", 4): "awq", ("awq", 8): "awq-int8", ("gptq", 4): "gptq", ("gptq", 8): "gptq-int8",
+    ("bitsandbytes", 4): "nf4", ("bitsandbytes", 8): "int8-wo", ("fp8", 8): "fp8",
+}
 
 
 class EstimateRequest(BaseModel):
@@ -155,33 +163,72 @@ class Estimate:
 
 def weight_format(dtype: str, model: Model) -> str:
     """The storage format of the weights: a pre-quantized checkpoint's, else ``--dtype``."""
-    if model.quantization is not None and dtype in ("bf16", "auto"):
-        method = model.quantization.method
-        if method == "bitsandbytes":
-            return "nf4" if model.quantization.bits == 4 else "int8-wo"
-        return method if method in _WEIGHT_FORMATS | {"fp8"} else "bf16"
+    q = model.quantization
+    if q is not None and dtype in ("bf16", "auto"):
+        if q.method == "compressed-tensors":
+            # The catalogue does not read compressed-tensors' config_groups (its weights'
+            # num_bits and type), so the scheme is taken as 8-bit FP8, llm-compressor's most
+            # common one; W8A8 int8 stores as many bytes, W4A16 half as many (a note says so).
+            return "fp8"
+        known = _PRE_QUANTIZED.get((q.method, q.bits))
+        if known is not None:
+            return known
+        return q.method if q.method in _WEIGHT_FORMATS | {"fp8"} else "bf16"
     if dtype.lower() in _WEIGHT_FORMATS:
         return dtype.lower()
     return normalise_dtype(dtype)
 
 
-def unsupported_format(fmt: str, accelerator: Accelerator, cal: Calibration) -> str | None:
-    """Why ``fmt`` cannot run on ``accelerator`` (no engine kernels for its vendor), or None."""
-    if cal.format(fmt).runs_on(accelerator.vendor):
+@functools.cache
+def _min_compute_capabilities() -> dict[tuple[str, str], tuple[int, int]]:
+    """(format, task) -> the oldest NVIDIA compute capability that runs it (quantization.yaml)."""
+    out = {}
+    for name, row in read_yaml("quantization.yaml")["formats"].items():
+        for task, key in (("inference", "min_compute_capability"),
+                          ("training", "min_compute_capability_training")):
+            value = row.get(key) or row.get("min_compute_capability")
+            if value:
+                major, minor = str(value).split(".")
+                out[(name, task)] = (int(major), int(minor))
+    return out
+
+
+def _cc(capability: tuple[int, int]) -> str:
+    return f"{capability[0]}.{capability[1]}"
+
+
+def unsupported_format(fmt: str, accelerator: Accelerator, cal: Calibration,
+                       task: str = "inference") -> str | None:
+    """Why ``fmt`` cannot run on ``accelerator``, or None: no engine kernels for its vendor, or
+    an NVIDIA GPU older than the format's minimum compute capability."""
+    if not cal.format(fmt).runs_on(accelerator.vendor):
+        vendors = [f.name for f in cal.formats if f.runs_on(accelerator.vendor)]
+        return (f"{fmt} weights have no kernels on {accelerator.vendor} accelerators "
+                f"({accelerator.name}); formats that run there: {', '.join(vendors)}")
+    need = _min_compute_capabilities().get((fmt, task))
+    have = accelerator.compute_capability
+    if need is None or have is None or have >= need:
         return None
-    vendors = [f.name for f in cal.formats if f.runs_on(accelerator.vendor)]
-    return (f"{fmt} weights have no kernels on {accelerator.vendor} accelerators "
-            f"({accelerator.name}); formats that run there: {', '.join(vendors)}")
+    what = "training in" if task == "training" else "serving"
+    return (f"{what} {fmt} needs NVIDIA compute capability {_cc(need)} or newer; "
+            f"{accelerator.name} has {_cc(have)}")
 
 
 def _check_format(req: EstimateRequest, fmt: str, accelerator: Accelerator,
                   cal: Calibration) -> None:
     used = "nf4" if req.task == "training" and req.method == "qlora" else fmt
-    why = unsupported_format(used, accelerator, cal)
-    if why is not None:
-        hint = "QLoRA needs bitsandbytes (NVIDIA); use --method lora" if used != fmt else (
-            "pick another --dtype, or an NVIDIA GPU")
-        raise InputError(why + ".", hint=hint)
+    why = unsupported_format(used, accelerator, cal, req.task)
+    if why is None:
+        return
+    if used != fmt:
+        hint = "QLoRA needs bitsandbytes (NVIDIA); use --method lora"
+    elif accelerator.vendor != "NVIDIA" or accelerator.compute_capability is None:
+        hint = "pick another --dtype, or an NVIDIA GPU"
+    elif used == "bf16":
+        hint = "use --dtype fp16; GPUs before Ampere have no bf16 arithmetic"
+    else:
+        hint = "pick another --dtype (fp16 runs on every NVIDIA GPU), or a newer GPU"
+    raise InputError(why + ".", hint=hint)
 
 
 def _parallelism(req: EstimateRequest, devices: int) -> Parallelism:
@@ -215,11 +262,12 @@ def _serving_config(req: EstimateRequest, fmt: str, par: Parallelism, batch: int
     )
 
 
-def _training_config(req: EstimateRequest, par: Parallelism, batch: int,
-                     seq_len: int) -> TrainingConfig:
+def _training_config(req: EstimateRequest, par: Parallelism, batch: int, seq_len: int,
+                     devices_per_node: int) -> TrainingConfig:
     return TrainingConfig(
         precision=req.precision, micro_batch=batch, seq_len=seq_len, parallel=par,
-        zero=req.zero, fsdp=req.fsdp, method=req.method, lora_rank=req.lora_rank,
+        zero=req.zero, fsdp=req.fsdp, devices_per_node=devices_per_node,
+        method=req.method, lora_rank=req.lora_rank,
         lora_targets=LORA_TARGETS, optimizer=req.optimizer, recompute=req.recompute,
         flash_attention=req.flash_attention, microbatches=_microbatches(req, par),
     )
@@ -273,11 +321,30 @@ def _rates(ctx: _Context, fmt: str) -> DeviceRates:
     acc = ctx.choice.accelerator
     stand_in = ctx.cal.peak_proxy(acc.id)
     proxy = find_accelerator(ctx.catalog, stand_in) if stand_in else None
-    r = rates(acc, fmt, proxy)
+    r = _fp32_rates(acc, proxy) if fmt == "fp32" else rates(acc, fmt, proxy)
     if r.peak_flops <= 0:
         raise InputError(f"No published {r.compute_dtype} peak for {acc.id}.",
                          hint="pick an accelerator with datasheet peaks")
     return r
+
+
+def _fp32_rates(acc: Accelerator, proxy: Accelerator | None) -> DeviceRates:
+    """FP32 matmuls run at the FP32 peak, not on 16-bit tensor cores: PyTorch leaves TF32 off
+    for matmuls by default since 1.12 (``torch.backends.cuda.matmul.allow_tf32 = False``,
+    pytorch.org/docs/stable/notes/cuda.html, "TensorFloat-32 (TF32) on Ampere devices")."""
+    peak = acc.peak("fp32") or (proxy.peak("fp32") if proxy else None) or 0.0
+    return DeviceRates(peak * 1e12, float(acc.memory_bandwidth_bytes_per_s), "fp32")
+
+
+def _training_compute(req: EstimateRequest, fmt: str, acc: Accelerator) -> str:
+    """The matmul format of a training step: fp32 for ``--precision fp32``; FP8 for ``--dtype
+    fp8`` (float8 linears, as torchao/torchtitan train) where FP8 outruns bf16 (trn1 lists 190
+    TFLOP/s for both); else 16-bit (mixed, bf16, LoRA and QLoRA, whose frozen 4-bit base
+    dequantizes to 16 bits)."""
+    if req.precision == "fp32":
+        return "fp32"
+    faster = (acc.peak("fp8") or 0.0) > (acc.peak("bf16") or 0.0)
+    return "fp8" if fmt == "fp8" and faster else "bf16"
 
 
 def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, int | None]:
@@ -287,9 +354,13 @@ def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, 
     prompt, output = req.input_tokens, req.output_tokens
     fmt = ctx.cal.format(ctx.fmt)
     kv_bits = 8 if req.kv_dtype.startswith("fp8") else 16
+    # A decode step reads each sequence's cache at the mean context prompt + output / 2 (the
+    # context compute.serving_speed uses); windowed layers hold, and so read, only their window.
+    kv_per_token = kv_bytes_per_context_token(ctx.model.architecture, kv_bits,
+                                              prompt + output / 2, ctx.par)
     shape = serving_shape(
         ctx.model, weight_bytes(ctx.model, fmt, ctx.par, ctx.cal.engine("vllm").vocab_padding),
-        kv_bytes_per_token(ctx.model.architecture, kv_bits, ctx.par), ctx.par, fmt.weight_only)
+        kv_per_token, ctx.par, fmt.weight_only)
     r = _rates(ctx, ctx.fmt)
     eff = ctx.cal.speed.serving_for(acc.architecture)
     link = intra_node_link(acc, ctx.cal.links) if ctx.par.model_devices * ctx.par.ep > 1 else None
@@ -313,7 +384,7 @@ def _training_speed(ctx: _Context, plan: NodePlan) -> TrainingSpeed:
         inter_link=inter_node_link(plan.instance, ctx.cal.links),
         devices_per_node=max(plan.instance.accelerator_count, 1),
     )
-    r = _rates(ctx, "bf16")
+    r = _rates(ctx, _training_compute(req, ctx.fmt, acc))
     eff = ctx.cal.speed.training_efficiency(acc.architecture, ctx.model.architecture.hidden_size,
                                             r.compute_dtype)
     return training_speed(ctx.model, setup, r, eff, ctx.cal.speed.dp_overlap)
@@ -350,7 +421,8 @@ def _serving(ctx: _Context) -> Estimate:
     plan = _plan(ctx)
     replicas = ctx.par.dp
     out_rate = speed.output_tokens_per_s * replicas if speed else 0.0
-    in_rate = out_rate * (req.input_tokens or 0) / (req.output_tokens or 1)
+    # Input tokens/s = requests/s x prompt, which also prices embeddings (no output tokens).
+    in_rate = speed.requests_per_s * replicas * (req.input_tokens or 0) if speed else 0.0
     money = cost(plan, Throughput(out_rate, in_rate), req.utilization,
                  ctx.cal.eks_control_plane_usd_per_hour, req.region, req.capacity_type)
     return Estimate(
@@ -367,13 +439,14 @@ def _training(ctx: _Context, limits: bool) -> Estimate:
     req, cal, model = ctx.req, ctx.cal, ctx.model
     _check_context(model, req.seq_len)
     devices = ctx.choice.devices
+    plan = _plan(ctx)
+    per_node = max(plan.instance.accelerator_count, 1)  # hybrid FSDP shards inside a node
 
     def memory(batch: int, seq: int) -> MemoryBreakdown:
-        cfg = _training_config(req, ctx.par, batch, seq)
+        cfg = _training_config(req, ctx.par, batch, seq, per_node)
         return training_memory(model, ctx.capacity, cfg, cal, devices).breakdown
 
     mem = memory(req.batch, req.seq_len)
-    plan = _plan(ctx)
     speed = _training_speed(ctx, plan)
     tokens = parse_count(req.tokens) if req.tokens else None
     seconds = tokens / (speed.tokens_per_s_per_device * ctx.par.devices) if tokens else None
@@ -396,6 +469,10 @@ def _training(ctx: _Context, limits: bool) -> Estimate:
 
 def _notes(ctx: _Context, plan: NodePlan) -> tuple[str, ...]:
     notes = []
+    quant = ctx.model.quantization
+    if quant is not None and quant.method == "compressed-tensors" and ctx.fmt == "fp8":
+        notes.append("compressed-tensors checkpoint: weights taken as 8-bit (FP8); a W4A16 "
+                     "checkpoint stores about half of that")
     if ctx.req.engine in ("sglang", "trtllm", "neuron"):
         notes.append(f"{ctx.req.engine}'s memory is estimated with vLLM's pool rules; only vLLM "
                      "and transformers are calibrated")

@@ -52,6 +52,7 @@ class Accelerator:
     vendor: str
     name: str
     architecture: str
+    compute_capability: tuple[int, int] | None  # NVIDIA (major, minor); None: not an NVIDIA GPU
     memory_bytes: int
     memory_bandwidth_bytes_per_s: int
     peak_tflops: tuple[tuple[str, float], ...]
@@ -153,6 +154,14 @@ def _float(cell: str) -> float | None:
     return float(cell) if cell.strip() else None
 
 
+def _compute_capability(cell: str) -> tuple[int, int] | None:
+    """``"8.9"`` -> (8, 9); an empty cell (Neuron devices) -> None."""
+    if not cell.strip():
+        return None
+    major, minor = cell.strip().split(".")
+    return int(major), int(minor)
+
+
 def _accelerator(row: dict[str, str]) -> Accelerator:
     peaks = tuple(
         (dtype, value)
@@ -164,6 +173,7 @@ def _accelerator(row: dict[str, str]) -> Accelerator:
         vendor=row["vendor"],
         name=row["name"],
         architecture=row["architecture"],
+        compute_capability=_compute_capability(row["compute_capability"]),
         memory_bytes=int(row["memory_bytes"]),
         memory_bandwidth_bytes_per_s=int(float(row["memory_bandwidth_gb_per_s"]) * GB),
         peak_tflops=peaks,

@@ -37,6 +37,7 @@ __all__ = [
     "TrainingConfig",
     "TrainingMemory",
     "kv_bytes_for_sequence",
+    "kv_bytes_per_context_token",
     "kv_bytes_per_token",
     "serving_memory",
     "training_memory",
@@ -226,6 +227,16 @@ def kv_bytes_for_sequence(
     return round(tokens * per_layer)
 
 
+def kv_bytes_per_context_token(
+    arch: Architecture, kv_bits: int, context: float, par: Parallelism = Parallelism()
+) -> float:
+    """Mean KV bytes per token of a ``context``-token sequence: what a decode step reads for each
+    token of its context. Below ``kv_bytes_per_token`` when sliding-window or chunked layers keep
+    only their window (Gemma-3-27B at 100k tokens: 86 KB, not 508 KB)."""
+    tokens = max(round(context), 1)
+    return kv_bytes_for_sequence(arch, kv_bits, tokens, par) / tokens
+
+
 def _kv_bits(kv_dtype: str, fmt: QuantFormat) -> int:
     if kv_dtype == "auto":
         return 32 if fmt.compute == "fp32" else 16
@@ -245,15 +256,19 @@ def _ffn_width(arch: Architecture) -> int:
     return width
 
 
+def _activation_per_token(arch: Architecture, eng: EngineCalibration, tp: int) -> float:
+    """Activation bytes per token of a forward pass, the logits apart (see methodology)."""
+    return (
+        eng.act_bytes_per_token_hidden * arch.hidden_size
+        + eng.act_bytes_per_token_intermediate * _ffn_width(arch) / tp
+    )
+
+
 def _activation_peak(
     arch: Architecture, eng: EngineCalibration, cfg: ServingConfig, tokens: int, seqs: int
 ) -> int:
     """Profiled activation peak of one forward pass over ``tokens`` tokens (see methodology)."""
-    tp = cfg.parallel.tp
-    per_token = (
-        eng.act_bytes_per_token_hidden * arch.hidden_size
-        + eng.act_bytes_per_token_intermediate * _ffn_width(arch) / tp
-    )
+    per_token = _activation_per_token(arch, eng, cfg.parallel.tp)
     vocab = _padded_vocab(arch.vocab_size, eng.vocab_padding, 1)  # gathered for sampling
     logit_rows = tokens if eng.full_sequence_logits else seqs
     if arch.is_encoder_only:
@@ -293,7 +308,10 @@ def serving_memory(
     kv_needed = cfg.batch * kv_bytes_for_sequence(arch, kv_bits, cfg.seq_len, cfg.parallel)
     budget = round(capacity * util)
     pool = max(budget - weights - activations - non_torch, 0)
-    kv = _kv_capacity(arch, kv_bits, cfg, pool, eng.block_size)
+    if kv_bytes_per_token(arch, kv_bits, cfg.parallel):
+        kv = _kv_capacity(arch, kv_bits, cfg, pool, eng.block_size)
+    else:
+        kv = _no_cache_capacity(arch, eng, cfg, pool, budget - weights - non_torch)
     breakdown = MemoryBreakdown(
         weights_bytes=weights,
         kv_cache_bytes=kv_needed,
@@ -309,24 +327,60 @@ def serving_memory(
 def _kv_capacity(
     arch: Architecture, kv_bits: int, cfg: ServingConfig, pool: int, block_size: int
 ) -> KvCapacity:
+    """Blocks of full-attention tokens (what vLLM logs as the KV cache size), and how many
+    sequences they hold when windowed layers keep only their window: vLLM's maximum concurrency
+    is blocks / blocks per request, counting a sliding-window layer's window only
+    (v1/core/kv_cache_utils.py, ``get_max_concurrency_for_kv_cache_config``)."""
     per_token = kv_bytes_per_token(arch, kv_bits, cfg.parallel)
-    if per_token == 0:
-        return KvCapacity(0, pool, block_size, 0, 0, 0.0, 0, 0)
     blocks = pool // (per_token * block_size)
     capacity_tokens = blocks * block_size
+    usable = capacity_tokens * per_token  # the bytes of whole blocks
     per_seq = kv_bytes_for_sequence(arch, kv_bits, cfg.seq_len, cfg.parallel)
-    max_batch = pool // per_seq if per_seq else 0
-    max_seq = min(capacity_tokens // cfg.batch, arch.max_context)
     return KvCapacity(
         bytes_per_token=per_token,
         pool_bytes=pool,
         block_size=block_size,
         blocks=blocks,
         capacity_tokens=capacity_tokens,
-        max_concurrency=capacity_tokens / cfg.seq_len,
-        max_batch=max_batch,
-        max_seq_len=max_seq,
+        max_concurrency=usable / per_seq,
+        max_batch=usable // per_seq,
+        max_seq_len=_longest_sequence(arch, kv_bits, cfg, usable),
     )
+
+
+def _no_cache_capacity(
+    arch: Architecture, eng: EngineCalibration, cfg: ServingConfig, pool: int, free: int
+) -> KvCapacity:
+    """Limits of a model without a KV cache (encoders): nothing stays between steps.
+
+    vLLM profiles a fixed token budget, so once that step fits (``pool`` > 0) the scheduler's
+    ``max_num_seqs`` bounds the batch and the model's positions the sequence. Plain transformers
+    runs the whole batch in one pass: ``free`` bytes (after weights and the CUDA context) hold
+    that many tokens of activations.
+    """
+    if eng.full_sequence_logits:
+        tokens = max(math.floor(free / _activation_per_token(arch, eng, cfg.parallel.tp)), 0)
+        batch, longest = tokens // cfg.seq_len, min(tokens // cfg.batch, arch.max_context)
+    elif pool > 0:
+        batch, longest = cfg.max_num_seqs or eng.max_num_seqs, arch.max_context
+    else:
+        batch, longest = 0, 0
+    return KvCapacity(0, pool, eng.block_size, 0, 0, float(batch), batch, longest)
+
+
+def _longest_sequence(arch: Architecture, kv_bits: int, cfg: ServingConfig, usable: int) -> int:
+    """Longest sequence (up to the model's context) of which ``cfg.batch`` fit ``usable`` bytes;
+    KV bytes grow with the length, so bisect."""
+    def fits(tokens: int) -> bool:
+        return cfg.batch * kv_bytes_for_sequence(arch, kv_bits, tokens, cfg.parallel) <= usable
+
+    if not fits(1):
+        return 0
+    low, high = 1, arch.max_context + 1  # fits(low), not fits(high) (or high beyond the limit)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,10 @@ import pytest
 
 import eksplain
 from eksplain import api
+from eksplain.catalog import resolve_model
+from eksplain.compute import training_flops_per_token
+from eksplain.estimate import EstimateRequest
+from eksplain.memory import LORA_TARGETS, lora_parameters
 
 
 def test_all_is_complete_and_importable() -> None:
@@ -138,3 +142,21 @@ def test_fp8_training_where_fp8_is_no_faster_keeps_the_bf16_step() -> None:
         return est.speed.training.step_time_s
 
     assert step("fp8") == step("bf16")
+
+
+def test_lora_steps_cost_four_n_not_six() -> None:
+    # A frozen base needs no weight gradients: 4N + 6 x adapters + attention FLOPs per token
+    # against 6N + attention (Hu et al. 2021); on one device (no communication) the step times
+    # keep that ratio, and QLoRA's compute is LoRA's (its NF4 base only changes what FSDP moves).
+    def step(method: str) -> float:
+        est = api.estimate(EstimateRequest(model="meta-llama/Llama-3.1-8B", hardware="h100",
+                                           task="training", method=method, seq_len=4096))
+        assert est.speed.training is not None
+        return est.speed.training.step_time_s
+
+    model = resolve_model("meta-llama/Llama-3.1-8B")
+    full_flops = training_flops_per_token(model, 4096, "none", "full")[1]
+    adapters = lora_parameters(model.architecture, 16, LORA_TARGETS)  # rank 16, all 7 matrices
+    lora_flops = training_flops_per_token(model, 4096, "none", "lora", adapters)[1]
+    assert step("lora") / step("full") == pytest.approx(lora_flops / full_flops, rel=0.01)
+    assert step("qlora") == pytest.approx(step("lora"), rel=0.001)

@@ -374,6 +374,14 @@ def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, 
     return run(req.batch), best
 
 
+def _frozen_bits(req: EstimateRequest, cal: Calibration) -> float:
+    """Bits per frozen base parameter as FSDP gathers it: NF4 with its scales for QLoRA."""
+    if req.method != "qlora":
+        return 16.0
+    elements = 1 << 24  # a large matrix: scales and double quantisation at their average
+    return cal.format("nf4").matrix_bits(elements) / elements
+
+
 def _training_speed(ctx: _Context, plan: NodePlan) -> TrainingSpeed:
     req, acc, par = ctx.req, ctx.choice.accelerator, ctx.par
     setup = TrainingSetup(
@@ -383,6 +391,7 @@ def _training_speed(ctx: _Context, plan: NodePlan) -> TrainingSpeed:
         intra_link=intra_node_link(acc, ctx.cal.links),
         inter_link=inter_node_link(plan.instance, ctx.cal.links),
         devices_per_node=max(plan.instance.accelerator_count, 1),
+        method=req.method, frozen_bits=_frozen_bits(req, ctx.cal),
     )
     r = _rates(ctx, _training_compute(req, ctx.fmt, acc))
     eff = ctx.cal.speed.training_efficiency(acc.architecture, ctx.model.architecture.hidden_size,

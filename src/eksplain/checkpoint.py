@@ -115,12 +115,14 @@ def node_limit_bytes_per_s(storage: StorageOption, instance: InstanceType | None
 
     S3, FSx and EFS traffic leaves through the instance's network interface, so the node's
     network bandwidth caps it (the rule the planner applies to model-cache loads). EBS has a
-    bandwidth of its own per instance type, which ``InstanceType`` does not carry yet: the
-    network bandwidth stands in for it. Instance-store NVMe has no network in the path.
+    dedicated bandwidth of its own per instance type (EBS-optimized instances; the network
+    bandwidth stands in where it is not known). Instance-store NVMe has no network in the path.
     """
-    if instance is None or storage.attachment == "local" or instance.network_gbps <= 0:
+    if instance is None or storage.attachment == "local":
         return math.inf
-    return instance.network_gbps * 1e9 / 8
+    gbps = instance.ebs_gbps if storage.attachment == "ebs" and instance.ebs_gbps else (
+        instance.network_gbps)
+    return gbps * 1e9 / 8 if gbps > 0 else math.inf
 
 
 def checkpoint_plan(size_bytes: int, gpus: int, nodes: int, storage: StorageOption,

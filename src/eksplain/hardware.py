@@ -107,6 +107,7 @@ class InstanceType:
     capacity: Resources
     overhead: Resources
     source: str
+    ebs_gbps: float = 0.0  # the instance's dedicated EBS bandwidth; 0: not known
 
     @property
     def allocatable(self) -> Resources:
@@ -230,6 +231,7 @@ def _instance(row: dict[str, str], rules: dict[str, Any]) -> InstanceType:
         network_gbps=float(row.get("network_gbps") or row.get("network_baseline_gbps") or 0),
         efa_interfaces=int(row.get("efa_interfaces") or 0),
         efa_gbps=_float(row.get("efa_gbps", "")),
+        ebs_gbps=float(row.get("ebs_mbps") or 0) / 1000,
         accelerator_interconnect=row.get("accelerator_interconnect", ""),
         cpu_architecture=row["cpu_architecture"],
         capacity=Resources(

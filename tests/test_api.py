@@ -130,6 +130,23 @@ def test_compressed_tensors_fp8_is_8_bit(tmp_path: Path) -> None:
         "fp8", QWEN25_7B_MATRICES + QWEN25_7B_REST_BYTES)
 
 
+def test_compressed_tensors_schemes_are_read_from_config_groups(tmp_path: Path) -> None:
+    # W8A8 int8 (weights and input_activations quantized): 8 bits, the same bytes as FP8.
+    int8 = {"quant_method": "compressed-tensors", "format": "int-quantized",
+            "config_groups": {"group_0": {
+                "targets": ["Linear"], "weights": {"num_bits": 8, "type": "int"},
+                "input_activations": {"num_bits": 8, "type": "int", "dynamic": True}}}}
+    assert _prequantized_weights(tmp_path, int8) == (
+        "int8", QWEN25_7B_MATRICES + QWEN25_7B_REST_BYTES)
+    # W4A16 groups of 128, stored as GPTQ's 4 + 20 / 128 = 4.15625 bits per weight:
+    # 6,525,288,448 x 4.15625 / 8 = 3,390,091,264 B, half of the 8-bit guess.
+    w4a16 = {"quant_method": "compressed-tensors", "format": "pack-quantized",
+             "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
+                 "num_bits": 4, "type": "int", "group_size": 128, "strategy": "group"}}}}
+    assert _prequantized_weights(tmp_path, w4a16) == ("gptq", 3_390_091_264
+                                                      + QWEN25_7B_REST_BYTES)
+
+
 def test_fp8_training_where_fp8_is_no_faster_keeps_the_bf16_step() -> None:
     # Trainium (trn1) lists 190 TFLOP/s for both bf16 and FP8 (accelerators.csv), so float8
     # linears gain nothing; the 64 % FP8 scale (calibration) must not make the step 1 / 0.64 =

@@ -69,6 +69,8 @@ def _pre_quantization(config: dict[str, Any]) -> PreQuantization | None:
     if not isinstance(q, dict):
         return None
     method = str(q.get("quant_method", "unknown")).lower()
+    if method == "compressed-tensors":
+        return _compressed_tensors(q)
     if method == "fp8":
         return PreQuantization("fp8", 8, 0)
     if method == "bitsandbytes":
@@ -77,6 +79,31 @@ def _pre_quantization(config: dict[str, Any]) -> PreQuantization | None:
     bits = q.get("bits") or q.get("w_bit") or 4
     group = q.get("group_size") or q.get("q_group_size") or 128
     return PreQuantization(method, int(bits), int(group))
+
+
+def _compressed_tensors(q: dict[str, Any]) -> PreQuantization:
+    """llm-compressor's format: the scheme is in ``config_groups`` (compressed-tensors'
+    QuantizationScheme: ``weights.num_bits``, ``weights.type`` int|float, ``weights.group_size``,
+    and ``input_activations`` when activations are quantized too).
+
+    float 8-bit is FP8; int 8-bit is W8A8 int8 with quantized activations, else weight-only
+    int8; int 4-bit is a group format stored as GPTQ's (4 bits and a 16-bit scale per group; its
+    4-bit zero point, 0.03 bits per weight, is counted although symmetric schemes store none).
+    Without groups the scheme is unknown and kept as compressed-tensors (estimated as FP8).
+    """
+    groups = q.get("config_groups")
+    scheme = next(iter(groups.values()), None) if isinstance(groups, dict) and groups else None
+    weights = scheme.get("weights") if isinstance(scheme, dict) else None
+    if not isinstance(weights, dict):
+        return PreQuantization("compressed-tensors", 8, 0)
+    bits = int(weights.get("num_bits") or 8)
+    group = int(weights.get("group_size") or 0)
+    if weights.get("type") == "float" and bits == 8:
+        return PreQuantization("fp8", 8, 0)
+    if bits == 8:
+        w8a8 = isinstance(scheme, dict) and scheme.get("input_activations")
+        return PreQuantization("int8" if w8a8 else "int8-wo", 8, group)
+    return PreQuantization("gptq", bits, group or 128)
 
 
 def model_from_config(

@@ -68,6 +68,7 @@ _WEIGHT_FORMATS = {"awq", "gptq", "nf4", "int8-wo", "awq-int8", "gptq-int8"}
 _PRE_QUANTIZED = {
     ("awq", 4): "awq", ("awq", 8): "awq-int8", ("gptq", 4): "gptq", ("gptq", 8): "gptq-int8",
     ("bitsandbytes", 4): "nf4", ("bitsandbytes", 8): "int8-wo", ("fp8", 8): "fp8",
+    ("int8", 8): "int8", ("int8-wo", 8): "int8-wo",
 }
 
 
@@ -166,9 +167,8 @@ def weight_format(dtype: str, model: Model) -> str:
     q = model.quantization
     if q is not None and dtype in ("bf16", "auto"):
         if q.method == "compressed-tensors":
-            # The catalogue does not read compressed-tensors' config_groups (its weights'
-            # num_bits and type), so the scheme is taken as 8-bit FP8, llm-compressor's most
-            # common one; W8A8 int8 stores as many bytes, W4A16 half as many (a note says so).
+            # no config_groups to read the scheme from: taken as 8-bit FP8, llm-compressor's
+            # most common one; W8A8 int8 stores as many bytes, W4A16 half as many (a note says so)
             return "fp8"
         known = _PRE_QUANTIZED.get((q.method, q.bits))
         if known is not None:

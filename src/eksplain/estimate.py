@@ -8,7 +8,6 @@ contract of docs/json.md.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -51,6 +50,7 @@ from eksplain.memory import (
     ServingConfig,
     TrainingConfig,
     kv_bytes_per_context_token,
+    largest_fitting,
     lora_parameters,
     serving_memory,
     training_memory,
@@ -285,18 +285,6 @@ def _microbatches(req: EstimateRequest, par: Parallelism) -> int:
     return req.global_batch // per_step
 
 
-def _largest(fits: Callable[[int], bool], limit: int) -> int:
-    """Largest n in [1, limit] with fits(n), assuming monotonicity; 0 when even 1 does not fit."""
-    if not fits(1):
-        return 0
-    low, high = 1, 2
-    while high <= limit and fits(high):
-        low, high = high, high * 2
-    high = min(high, limit + 1)
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (mid, high) if fits(mid) else (low, mid)
-    return low
 
 
 @dataclass(frozen=True)
@@ -370,7 +358,7 @@ def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, 
 
     best = None
     if req.tpot_target_s is not None and max_batch and output:
-        best = _largest(lambda b: run(b).tpot_s <= (req.tpot_target_s or 0), max_batch)
+        best = largest_fitting(lambda b: run(b).tpot_s <= (req.tpot_target_s or 0), max_batch)
     return run(req.batch), best
 
 
@@ -467,9 +455,9 @@ def _training(ctx: _Context, limits: bool) -> Estimate:
     return Estimate(
         request=req, model=model, choice=ctx.choice, parallel=ctx.par, memory=mem, kv=None,
         fits=mem.fits,
-        max_batch=_largest(lambda b: memory(b, req.seq_len).fits, 4096) if limits else 0,
-        max_seq_len=_largest(lambda s: memory(req.batch, s).fits,
-                             model.architecture.max_context) if limits else 0,
+        max_batch=largest_fitting(lambda b: memory(b, req.seq_len).fits, 4096) if limits else 0,
+        max_seq_len=largest_fitting(lambda s: memory(req.batch, s).fits,
+                                    model.architecture.max_context) if limits else 0,
         seq_len=req.seq_len, weight_format=ctx.fmt, speed=Speed(None, None, speed, seconds),
         cost=money, storage=_storage(ctx, 2 * check.size_bytes), checkpoint=check,
         notes=_notes(ctx, plan),

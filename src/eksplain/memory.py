@@ -19,6 +19,7 @@ Every formula is written out in docs/methodology.md with its source. In short:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from eksplain.calibration import Calibration, EngineCalibration, QuantFormat
@@ -39,6 +40,7 @@ __all__ = [
     "kv_bytes_for_sequence",
     "kv_bytes_per_context_token",
     "kv_bytes_per_token",
+    "largest_fitting",
     "serving_memory",
     "training_memory",
     "weight_bytes",
@@ -374,9 +376,18 @@ def _longest_sequence(arch: Architecture, kv_bits: int, cfg: ServingConfig, usab
     def fits(tokens: int) -> bool:
         return cfg.batch * kv_bytes_for_sequence(arch, kv_bits, tokens, cfg.parallel) <= usable
 
+    return largest_fitting(fits, arch.max_context)
+
+
+def largest_fitting(fits: Callable[[int], bool], limit: int) -> int:
+    """Largest n in [1, limit] with fits(n), for a monotone ``fits``; 0 when even 1 does not.
+    Doubles from 1, then bisects: O(log n) calls whatever the limit."""
     if not fits(1):
         return 0
-    low, high = 1, arch.max_context + 1  # fits(low), not fits(high) (or high beyond the limit)
+    low, high = 1, 2
+    while high <= limit and fits(high):
+        low, high = high, high * 2
+    high = min(high, limit + 1)  # fits(low); not fits(high), or high beyond the limit
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (mid, high) if fits(mid) else (low, mid)

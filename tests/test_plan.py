@@ -158,5 +158,7 @@ def test_formats_without_kernels_on_neuron_are_refused() -> None:
                            "constraints": {"families": ["inf2", "g6e"]}})
     plan = api.plan(spec)
     refused = [r for r in plan.rejections if r.code == "format"]
-    assert refused and all(r.label.startswith("inf2") for r in refused)
-    assert plan.choice is not None and plan.choice.label.startswith("g6e")
+    assert refused
+    assert all(r.label.startswith("inf2") for r in refused)
+    assert plan.choice is not None
+    assert plan.choice.label.startswith("g6e")

@@ -1,6 +1,7 @@
 """Plans for every example, checked for what an expert would insist on."""
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -162,3 +163,52 @@ def test_formats_without_kernels_on_neuron_are_refused() -> None:
     assert all(r.label.startswith("inf2") for r in refused)
     assert plan.choice is not None
     assert plan.choice.label.startswith("g6e")
+
+
+NIGHTLY = ROOT / "examples" / "nightly-summarisation.yaml"
+
+
+def test_batch_job_plan_is_sized_by_the_job() -> None:
+    # nightly-summarisation: 200,000 requests within 6 h = 21,600 s. A replica serving r
+    # requests/s needs ceil(200,000 / (r x 21,600)) replicas; at r = 3.238 (g6e.xlarge, fp8):
+    # 200,000 / (3.238 x 21,600) = 200,000 / 69,941 = 2.86 -> 3 replicas, one per 1-GPU node,
+    # done in 200,000 / (3 x 3.238) = 20,589 s = 5.72 h, for 3 x $1.861 x 5.72 h = $31.93.
+    p = PLANS["nightly-summarisation.yaml"]
+    c = p.choice
+    assert c is not None
+    rps = float(c.detail("requests_per_s_per_replica") or 0)
+    replicas = math.ceil(200_000 / (rps * 21_600))
+    assert c.dp == replicas
+    assert c.detail("replicas_peak") == c.detail("replicas_min") == replicas
+    assert c.latency_s == pytest.approx(200_000 / (replicas * rps), rel=1e-3)
+    assert c.usd_total == pytest.approx(c.usd_per_hour * c.latency_s / 3600)
+    scaling = dict(p.extras)["autoscaling"]
+    assert isinstance(scaling, dict)
+    assert scaling["min_replicas"] == scaling["max_replicas"] == replicas
+    texts = " ".join(d.text for d in p.decisions)
+    assert "$0 a month" not in texts
+    assert "a month" not in p.decisions[0].text
+    assert f"${c.usd_total:,.0f} for the job" in texts
+    assert f"{replicas} replicas" in texts
+
+
+def test_batch_job_is_checked_against_the_budget() -> None:
+    # The budget holds one job's dollars, as for a training run. The cheapest job is $31.93
+    # (above); with a $35 budget it passes and a $38 job (p5.4xlarge, fp8) is rejected
+    # 38 / 35 = 1.09 over; with a $20 budget nothing passes: 31.93 / 20 = 1.60, "raise the
+    # budget by 60%".
+    data = load_spec(NIGHTLY).model_dump()
+    data["constraints"]["monthly_budget_usd"] = 35
+    p = api.plan(spec_from_dict(data))
+    assert p.choice is not None
+    assert all(c.objective <= 35 for c in (p.choice, *p.alternatives))
+    over = [r for r in p.rejections if r.code == "budget"]
+    assert over
+    assert all(r.gap is not None and r.gap > 1 for r in over)
+    assert all("for the job is over the $35 budget" in r.reason for r in over)
+    cheapest = PLANS["nightly-summarisation.yaml"].choice
+    assert cheapest is not None
+    data["constraints"]["monthly_budget_usd"] = 20
+    with pytest.raises(InfeasibleError) as err:
+        api.plan(spec_from_dict(data))
+    assert f"raise the budget by {cheapest.objective / 20 - 1:.0%}" in err.value.hint

@@ -140,17 +140,45 @@ def _batch_decision(spec: WorkloadSpec, c: Candidate, kv: int, batch: int) -> De
                     "replica")
 
 
+def _scaling_decision(spec: WorkloadSpec, c: Candidate, batch: int,
+                      ) -> tuple[Decision, dict[str, object]]:
+    """Serving: autoscale over the traffic. A batch job: a fixed set of replicas for the job."""
+    rmin, rpeak = c.detail("replicas_min"), c.detail("replicas_peak")
+    scaling: dict[str, object] = {"min_replicas": rmin, "max_replicas": rpeak,
+                                  "metric": "vllm:num_requests_running",
+                                  "target_per_replica": batch}
+    if spec.task == "batch-inference":
+        rps = float(c.detail("requests_per_s_per_replica") or 0)
+        deadline = float(c.detail("deadline_s") or 0)
+        return Decision(("replica", "throughput"),
+                        f"run {rpeak} replicas for the whole job, not autoscaled: "
+                        f"{int(c.detail('requests') or 0):,} requests at {rps:.2f} requests/s per "
+                        f"replica take {c.latency_s / 3600:.2f} h of the {deadline / 3600:g} h "
+                        "deadline; scale to zero when it is done"), scaling
+    return Decision(
+        ("auto-scaling", "hpa", "replica"),
+        f"autoscale between {rmin} and {rpeak} replicas on the engine's running requests "
+        f"(target {batch} per replica, the concurrency that holds the SLO), not on CPU; "
+        f"{spec.traffic.rps:g} requests/s on average, "
+        f"{spec.traffic.rps * spec.traffic.peak_to_mean:g} at the peak"), scaling
+
+
+def _hardware_decision(spec: WorkloadSpec, model: Model, c: Candidate) -> Decision:
+    terms = ("accelerator", "gpu" if c.accelerator.startswith("nvidia") else "inferentia")
+    head = f"{c.instance_type} ({c.accelerator}) is the cheapest hardware that fits {model.id}"
+    if spec.task == "batch-inference":
+        return Decision(terms, f"{head} and finishes the job within the deadline: "
+                        f"${c.usd_total or 0:,.0f} for the job ({c.nodes} node"
+                        f"{'s' if c.nodes > 1 else ''} for {c.latency_s / 3600:.2f} h)")
+    return Decision(terms, f"{head} and meets the SLOs: ${c.usd_per_month or 0:,.0f} a month")
+
+
 def _serving_decisions(spec: WorkloadSpec, model: Model, c: Candidate,
                        catalog: HardwareCatalog,
                        ) -> tuple[list[Decision], tuple[tuple[str, object], ...]]:
     kv = int(c.detail("kv_bytes_per_token") or 0)
     batch = int(c.detail("batch") or 1)
-    decisions = [
-        Decision(("accelerator", "gpu" if c.accelerator.startswith("nvidia") else "inferentia"),
-                 f"{c.instance_type} ({c.accelerator}) is the cheapest hardware that fits "
-                 f"{model.id} and meets the SLOs: ${c.usd_per_month or 0:,.0f} a month"),
-        _batch_decision(spec, c, kv, batch),
-    ]
+    decisions = [_hardware_decision(spec, model, c), _batch_decision(spec, c, kv, batch)]
     if c.tp > 1 or c.pp > 1:
         decisions.append(Decision(
             ("model-parallelism", "multi-gpu"),
@@ -160,18 +188,11 @@ def _serving_decisions(spec: WorkloadSpec, model: Model, c: Candidate,
     if c.weight_format != "bf16":
         decisions.append(Decision(("quantization",), f"weights in {c.weight_format} halve the "
                                   "bytes each decode step reads and leave room for KV cache"))
-    rmin, rpeak = c.detail("replicas_min"), c.detail("replicas_peak")
-    decisions.append(Decision(
-        ("auto-scaling", "hpa", "replica"),
-        f"autoscale between {rmin} and {rpeak} replicas on the engine's running requests "
-        f"(target {batch} per replica, the concurrency that holds the SLO), not on CPU; "
-        f"{spec.traffic.rps:g} requests/s on average, "
-        f"{spec.traffic.rps * spec.traffic.peak_to_mean:g} at the peak"))
+    scaling, autoscaling = _scaling_decision(spec, c, batch)
+    decisions.append(scaling)
     cache, extras = _model_cache(spec, c, catalog)
     decisions.append(cache)
-    return decisions, (("autoscaling", {"min_replicas": rmin, "max_replicas": rpeak,
-                                        "metric": "vllm:num_requests_running",
-                                        "target_per_replica": batch}), *extras)
+    return decisions, (("autoscaling", autoscaling), *extras)
 
 
 def _training_decisions(spec: WorkloadSpec, c: Candidate,

@@ -194,25 +194,25 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
     if speed is None or cost.usd_per_hour is None:
         return Rejection(label, "price", cost.note or "no speed estimate")
     node_price = cost.usd_per_hour / cost.nodes
-    size = fleet(spec, speed.requests_per_s, tp * pp, inst.accelerator_count)
-    monthly = node_price * size.nodes_mean * 730
-    hourly_peak = node_price * size.nodes_peak
     details: list[tuple[str, float | int | str]] = [
         ("batch", speed.batch), ("requests_per_s_per_replica", round(speed.requests_per_s, 4)),
-        ("replicas_min", size.replicas_min), ("replicas_mean", round(size.replicas_mean, 2)),
-        ("replicas_peak", size.replicas_peak), ("nodes_peak", size.nodes_peak),
         ("output_tokens_per_s_per_replica", round(speed.output_tokens_per_s, 1)),
         ("kv_bytes_per_token", loaded.kv.bytes_per_token if loaded.kv else 0),
         ("weights_bytes", p95.memory.weights_bytes),
     ]
     if spec.task == "batch-inference":
         return _batch_job(spec, inst, key, p95, (speed.requests_per_s, node_price, details))
+    size = fleet(spec, speed.requests_per_s, tp * pp, inst.accelerator_count)
+    details[2:2] = [
+        ("replicas_min", size.replicas_min), ("replicas_mean", round(size.replicas_mean, 2)),
+        ("replicas_peak", size.replicas_peak), ("nodes_peak", size.nodes_peak),
+    ]
     tpot = p95.speed.serving.tpot_s if p95.speed.serving else speed.tpot_s
     cand = Candidate(
         label=label, instance_type=inst.name, accelerator=p95.choice.accelerator.id,
         nodes=size.nodes_peak, devices=tp * pp * size.replicas_peak, tp=tp, pp=pp,
-        dp=size.replicas_peak, weight_format=fmt, usd_per_hour=hourly_peak,
-        usd_per_month=monthly, usd_total=None,
+        dp=size.replicas_peak, weight_format=fmt, usd_per_hour=node_price * size.nodes_peak,
+        usd_per_month=node_price * size.nodes_mean * 730, usd_total=None,
         latency_s=speed.tpot_s if spec.task != "embedding" else speed.ttft_s,
         ttft_s=p95.speed.serving.ttft_s if p95.speed.serving else None,
         memory_bytes=p95.memory.total_bytes, capacity_bytes=p95.memory.capacity_bytes,
@@ -224,7 +224,8 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
 def _batch_job(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str, str],
                p95: Estimate, run: tuple[float, float, list[tuple[str, float | int | str]]],
                ) -> Candidate | Rejection:
-    """Offline batches: enough replicas to finish the requests before the deadline."""
+    """Offline batches: enough replicas to finish the requests before the deadline, all of them
+    running for the whole job (no traffic to follow); the job's dollars are the objective."""
     tp, pp, fmt, label = key
     per_replica, node_price, details = run
     requests = spec.data.samples or round(spec.traffic.rps * 3600)
@@ -239,7 +240,9 @@ def _batch_job(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
         usd_per_hour=node_price * nodes, usd_per_month=None,
         usd_total=node_price * nodes * seconds / 3600, latency_s=seconds, ttft_s=None,
         memory_bytes=p95.memory.total_bytes, capacity_bytes=p95.memory.capacity_bytes,
-        details=(*details, ("requests", requests)),
+        details=(*details, ("replicas_min", replicas), ("replicas_peak", replicas),
+                 ("nodes_peak", nodes), ("requests", requests),
+                 ("deadline_s", round(deadline, 1))),
     )
     return _check_limits(spec, cand)
 
@@ -249,10 +252,15 @@ def _check_limits(spec: WorkloadSpec, cand: Candidate) -> Candidate | Rejection:
     if cand.nodes > c.max_nodes:
         return Rejection(cand.label, "nodes", f"needs {cand.nodes} nodes at the peak, more than "
                          f"max_nodes {c.max_nodes}", cand.nodes / c.max_nodes)
-    monthly = cand.usd_per_month if cand.usd_per_month is not None else None
-    if c.monthly_budget_usd is not None and monthly is not None and monthly > c.monthly_budget_usd:
-        return Rejection(cand.label, "budget", f"${monthly:,.0f} a month is over the "
-                         f"${c.monthly_budget_usd:,.0f} budget", monthly / c.monthly_budget_usd)
+    budget = c.monthly_budget_usd
+    if budget is None:
+        return cand
+    # A batch job is held to the budget with its own dollars, as a training run is.
+    spend, what = ((cand.usd_total, "for the job") if cand.usd_total is not None
+                   else (cand.usd_per_month, "a month"))
+    if spend is not None and spend > budget:
+        return Rejection(cand.label, "budget", f"${spend:,.0f} {what} is over the "
+                         f"${budget:,.0f} budget", spend / budget)
     return cand
 
 

@@ -9,11 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from eksplain import api
+from eksplain.catalog import resolve_model
 from eksplain.cli.main import app
 from eksplain.errors import InfeasibleError, InputError
 from eksplain.estimate import EstimateRequest
 from eksplain.hardware import find_instance, load_catalog
 from eksplain.search import Plan
+from eksplain.search.training import _layouts, search_training
 from eksplain.spec import load_spec, spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,3 +214,22 @@ def test_batch_job_is_checked_against_the_budget() -> None:
     with pytest.raises(InfeasibleError) as err:
         api.plan(spec_from_dict(data))
     assert f"raise the budget by {cheapest.objective / 20 - 1:.0%}" in err.value.hint
+
+
+def test_invalid_training_layouts_are_skipped_not_the_instance() -> None:
+    # phi-4 has 40 attention heads and 10 KV heads. TP must divide the heads and divide, or be
+    # a multiple of, the KV heads: TP=1 and TP=2 pass (10 / 2 = 5); TP=4 and TP=8 divide 40
+    # but neither divides nor is a multiple of 10 (10 % 4 = 2, 10 % 8 = 2).
+    model = resolve_model("phi-4")
+    g5_48 = find_instance(CATALOG, "g5.48xlarge")
+    assert {tp for tp, _, _ in _layouts(model, g5_48, 8)} == {1, 2}
+    # Full fine-tuning of phi-4 (14.7B parameters) fits no single 4-GPU A10G node, so the
+    # search must go on to 2, 4 and 8 nodes of g5.12xlarge instead of stopping at TP=4.
+    spec = spec_from_dict({"model": "phi-4", "task": "fine-tuning", "method": "full",
+                           "data": {"tokens": "100M"},
+                           "constraints": {"families": ["g5"], "max_nodes": 8}})
+    accepted, rejected, _ = search_training(spec, model, CATALOG)
+    labels = [c.label for c in accepted] + [r.label for r in rejected]
+    assert not [r for r in rejected if r.code == "parallelism"]
+    for nodes in (2, 4, 8):
+        assert any(label.startswith(f"g5.12xlarge x {nodes}") for label in labels), nodes

@@ -15,9 +15,10 @@ from typing import Literal
 
 from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
-from eksplain.errors import EksplainError
+from eksplain.errors import EksplainError, InputError
 from eksplain.estimate import Estimate, EstimateRequest, run_estimate, unsupported_format
 from eksplain.hardware import HardwareCatalog, InstanceType
+from eksplain.parallel import Parallelism, validate_parallelism
 from eksplain.search.plan import Candidate, Rejection, eligible_instances
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
@@ -60,14 +61,24 @@ def _request(spec: WorkloadSpec, inst: InstanceType, nodes: int,
     )
 
 
+def _valid(model: Model, layout: tuple[int, int], devices: int) -> bool:
+    """Whether the split passes the same rules the estimate enforces (heads, KV heads, layers)."""
+    tp, pp = layout
+    try:
+        validate_parallelism(model.architecture,
+                             Parallelism(tp=tp, pp=pp, dp=devices // (tp * pp)), devices)
+    except InputError:
+        return False
+    return True
+
+
 def _layouts(model: Model, inst: InstanceType,
              devices: int) -> Iterator[tuple[int, int, Recompute]]:
-    heads = model.architecture.attention.num_heads
+    """TP inside a node, PP, then recomputation; layouts the model cannot take are skipped."""
     n = inst.accelerator_count
     for pp in (1, 2, 4, 8):
         for tp in (1, 2, 4, 8):
-            if tp <= n and heads % tp == 0 and devices % (tp * pp) == 0 and (
-                    pp <= model.architecture.num_layers):
+            if tp <= n and devices % (tp * pp) == 0 and _valid(model, (tp, pp), devices):
                 for recompute in RECOMPUTE:
                     yield tp, pp, recompute
 
@@ -157,9 +168,9 @@ def search_training(spec: WorkloadSpec, model: Model, catalog: HardwareCatalog,
                 break
             try:
                 est, why, tried = _fit(spec, model, inst, nodes, catalog, tokens)
-            except EksplainError as exc:
+            except EksplainError as exc:  # this node count only: more nodes may still work
                 rejected.append(Rejection(label, "parallelism", exc.message))
-                break
+                continue
             evaluated += tried
             if est is None:
                 rejected.append(Rejection(label, "memory", why))

@@ -15,8 +15,9 @@ from eksplain.errors import InfeasibleError, InputError
 from eksplain.estimate import EstimateRequest
 from eksplain.hardware import find_instance, load_catalog
 from eksplain.search import Plan
+from eksplain.search.serving import _hourly_rates, fleet
 from eksplain.search.training import _layouts, search_training
-from eksplain.spec import load_spec, spec_from_dict
+from eksplain.spec import WorkloadSpec, load_spec, spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -233,3 +234,45 @@ def test_invalid_training_layouts_are_skipped_not_the_instance() -> None:
     assert not [r for r in rejected if r.code == "parallelism"]
     for nodes in (2, 4, 8):
         assert any(label.startswith(f"g5.12xlarge x {nodes}") for label in labels), nodes
+
+
+def _traffic(peak_to_mean: float) -> WorkloadSpec:
+    return spec_from_dict({"model": LLAMA_8B, "task": "inference",
+                           "traffic": {"rps": 1, "peak_to_mean": peak_to_mean}})
+
+
+@pytest.mark.parametrize("ratio", [1, 1.5, 2, 3, 4, 10, 24])
+def test_daily_traffic_keeps_the_mean_and_reaches_the_peak(ratio: float) -> None:
+    rates = _hourly_rates(_traffic(ratio))
+    assert len(rates) == 24
+    assert sum(rates) / 24 == pytest.approx(1.0)
+    assert max(rates) == pytest.approx(ratio)
+    assert min(rates) >= 0
+
+
+def test_daily_traffic_above_twice_the_mean() -> None:
+    # Peak-to-mean 4: a sine would dip to 1 - 3 = -2, so it is floored at zero: the curve is
+    # max(0, x + sin(15 deg x h)) scaled to mean 1. With x between -0.5 and -0.2588 hours 2-10
+    # are positive: 24 (x + 1) / (9 x + 7.0781) = 4 (7.0781 = sum of sin at 30 ... 150 deg)
+    # gives x = -4.312 / 12 = -0.3594, peak 1 - 0.3594 = 0.6406, so the rate at hour h is
+    # 4 (sin - 0.3594) / 0.6406: h2 0.878, h3 2.171, h4 3.163, h5 3.787, h6 4, then mirrored.
+    rates = _hourly_rates(_traffic(4))
+    expected = [0.0, 0.0, 0.878, 2.171, 3.163, 3.787, 4.0, 3.787, 3.163, 2.171, 0.878] + [0.0] * 13
+    assert rates == pytest.approx(expected, abs=2e-3)
+    # At 1 request/s per replica the hours need 1 (at least one), 3, 4, 4, 4, 4, 4, 3, 1 replicas
+    # for hours 2-10 and 1 in the other 15: (28 + 15) / 24 = 1.79 on average, 4 at the peak.
+    # A sine clipped at twice the mean gave ceil(1 + sin): 2 in hours 1-11, else 1 = 35 / 24.
+    size = fleet(_traffic(4), 1.0, 1, 1)
+    assert size.replicas_mean == pytest.approx(43 / 24)
+    assert size.replicas_peak == 4
+    assert size.nodes_mean == pytest.approx(43 / 24)
+    assert fleet(_traffic(2), 1.0, 1, 1).replicas_mean == pytest.approx(35 / 24)
+
+
+def test_daily_peak_is_at_most_a_whole_day_in_one_hour() -> None:
+    # 24 hourly rates with mean m sum to 24 m, so no hour can carry more than 24 m.
+    with pytest.raises(InputError, match="peak_to_mean"):
+        _traffic(25)
+    flat = spec_from_dict({"model": LLAMA_8B, "task": "inference",
+                           "traffic": {"rps": 1, "peak_to_mean": 30, "pattern": "flat"}})
+    assert fleet(flat, 1.0, 1, 1).replicas_peak == 30  # flat traffic, bursts of 30x

@@ -47,14 +47,40 @@ class Sizing:
     nodes_mean: float
 
 
+def _daily_shape(peak_to_mean: float) -> list[float]:
+    """Hourly multipliers of the mean rate: their mean is 1 and their largest is peak_to_mean.
+
+    Up to 2, a sine: 1 + (p - 1) sin(2 pi h / 24). Above 2 that sine would dip below zero, so
+    the curve is max(0, x + sin(2 pi h / 24)) scaled to a peak of p, with x in (-1, 1] found by
+    bisection so that its hourly peak-to-mean is p: the quiet hours carry no traffic and the
+    busy hours narrow as p grows. At most 24 (a whole day's requests in one hour).
+    """
+    # Rounded so that sin(pi) is 0, not 1.2e-16: at the mean rate a replica count is exact.
+    sines = [round(math.sin(2 * math.pi * h / HOURS_PER_DAY), 12) for h in range(HOURS_PER_DAY)]
+    if peak_to_mean <= 2:
+        return [1 + (peak_to_mean - 1) * s for s in sines]
+
+    def floored(x: float) -> list[float]:
+        return [max(0.0, x + s) for s in sines]
+
+    low, high = -1.0, 1.0  # peak-to-mean falls from 24 (x just above -1) to 2 (x = 1)
+    while high - low > 1e-12:
+        mid = (low + high) / 2
+        curve = floored(mid)
+        if max(curve) * HOURS_PER_DAY / sum(curve) > peak_to_mean:
+            low = mid
+        else:
+            high = mid
+    curve = floored(high)
+    return [peak_to_mean * c / max(curve) for c in curve]
+
+
 def _hourly_rates(spec: WorkloadSpec) -> list[float]:
-    """Requests/s through a day: flat, or a daily sine with the spec's peak-to-mean ratio."""
+    """Requests/s through a day: flat, or daily with the spec's mean and peak-to-mean ratio."""
     t = spec.traffic
     if t.pattern == "flat":
         return [t.rps] * HOURS_PER_DAY
-    swing = min(t.peak_to_mean - 1, 1.0)
-    return [t.rps * (1 + swing * math.sin(2 * math.pi * h / HOURS_PER_DAY))
-            for h in range(HOURS_PER_DAY)]
+    return [t.rps * m for m in _daily_shape(t.peak_to_mean)]
 
 
 def fleet(spec: WorkloadSpec, per_replica_rps: float, devices_per_replica: int,

@@ -14,7 +14,8 @@ from eksplain.cli.main import app
 from eksplain.errors import InfeasibleError, InputError
 from eksplain.estimate import EstimateRequest
 from eksplain.hardware import find_instance, load_catalog
-from eksplain.search import Plan
+from eksplain.search import Candidate, Plan, _rank
+from eksplain.search.plan import pareto_front
 from eksplain.search.serving import _hourly_rates, fleet
 from eksplain.search.training import _layouts, search_training
 from eksplain.spec import WorkloadSpec, load_spec, spec_from_dict
@@ -63,8 +64,10 @@ def test_plan_is_sound(name: str) -> None:
         assert c.ttft_s <= spec.slo.ttft_p95
     if spec.slo.deadline is not None and not spec.serving:
         assert c.latency_s <= spec.slo.deadline
-    # No accepted alternative is more than 2% cheaper (the near-tie rule picks fewer nodes).
+    # No accepted alternative is more than 2% cheaper (the near-tie rule picks fewer nodes),
+    # and no alternative is both as cheap and faster: the choice is on the Pareto front.
     assert all(a.objective >= c.objective / 1.02 for a in p.alternatives)
+    assert c in p.pareto
     # Multi-node training uses EFA; TP stays inside a node.
     inst = find_instance(CATALOG, c.instance_type)
     if not spec.serving and c.nodes > 1:
@@ -276,3 +279,26 @@ def test_daily_peak_is_at_most_a_whole_day_in_one_hour() -> None:
     flat = spec_from_dict({"model": LLAMA_8B, "task": "inference",
                            "traffic": {"rps": 1, "peak_to_mean": 30, "pattern": "flat"}})
     assert fleet(flat, 1.0, 1, 1).replicas_peak == 30  # flat traffic, bursts of 30x
+
+
+def _cand(label: str, usd: float, nodes: int, seconds: float) -> Candidate:
+    return Candidate(label=label, instance_type="p5.48xlarge", accelerator="h100", nodes=nodes,
+                     devices=8 * nodes, tp=1, pp=1, dp=8 * nodes, weight_format="bf16",
+                     usd_per_hour=usd * 3600 / seconds, usd_per_month=None, usd_total=usd,
+                     latency_s=seconds, ttft_s=None, memory_bytes=1, capacity_bytes=2)
+
+
+def test_near_tie_choice_is_on_the_pareto_front() -> None:
+    # a: $100 on 8 nodes in 10 s; b: $100 on 64 nodes in 1.25 s; c: $101 on 4 nodes in 20 s.
+    # All three are within 2% of $100 (<= $102); c has the fewest nodes but b is as cheap or
+    # cheaper and faster than both a and c, so the front is b alone and b is the choice.
+    a, b, c = _cand("a", 100, 8, 10), _cand("b", 100, 64, 1.25), _cand("c", 101, 4, 20)
+    ranked = _rank([a, b, c])
+    assert pareto_front(ranked) == (b,)
+    assert ranked[0] == b
+    # d: $101.5 on 2 nodes in 1 s is within 2% and faster than b, so on the front: the
+    # near tie now picks it for its 2 nodes.
+    d = _cand("d", 101.5, 2, 1.0)
+    ranked = _rank([a, b, c, d])
+    assert pareto_front(ranked) == (b, d)
+    assert ranked[0] == d

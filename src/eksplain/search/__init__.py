@@ -6,9 +6,9 @@
     storage decisions, and the explanation of each decision with its glossary terms.
 
 Objective: minimise monthly dollars with autoscaling over the spec's traffic (serving), dollars
-for the whole run within the deadline (training and batch). Candidates within 2% of the cheapest
-count as a tie, won by the fewest nodes; then lower latency (or time), then the name, so the same
-spec always gives the same plan.
+for the whole run within the deadline (training and batch). Candidates on the Pareto front within
+2% of the cheapest count as a tie, won by the fewest nodes; then lower latency (or time), then the
+name, so the same spec always gives the same plan.
 """
 
 from __future__ import annotations
@@ -48,15 +48,18 @@ NEAR_TIE = 0.02  # candidates within 2% of the cheapest count as equally cheap
 
 
 def _rank(cands: list[Candidate]) -> tuple[Candidate, ...]:
-    """Cheapest first; among those within NEAR_TIE of the cheapest, fewest nodes first (a
-    smaller fleet is simpler to run and fails less often for the same dollars)."""
+    """Cheapest first; among the Pareto front's candidates within NEAR_TIE of the cheapest,
+    fewest nodes first (a smaller fleet is simpler to run and fails less often for the same
+    dollars). Only the front's: a candidate that another beats on both cost and latency (or
+    time) is never chosen, however few its nodes."""
     ordered = sorted(cands, key=lambda c: (c.objective, c.latency_s, c.label))
     if not ordered:
         return ()
     limit = ordered[0].objective * (1 + NEAR_TIE)
-    near = sorted((c for c in ordered if c.objective <= limit),
+    front = pareto_front(tuple(ordered))
+    near = sorted((c for c in front if c.objective <= limit),
                   key=lambda c: (c.nodes, c.objective, c.latency_s, c.label))
-    return (*near, *(c for c in ordered if c.objective > limit))
+    return (*near, *(c for c in ordered if c not in near))
 
 
 def _advice(spec: WorkloadSpec, rejections: list[Rejection]) -> tuple[str, ...]:

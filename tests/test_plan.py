@@ -302,3 +302,18 @@ def test_near_tie_choice_is_on_the_pareto_front() -> None:
     ranked = _rank([a, b, c, d])
     assert pareto_front(ranked) == (b, d)
     assert ranked[0] == d
+
+
+def test_training_decision_names_the_sharding_it_uses() -> None:
+    # LoRA trains adapters only, so the search runs plain data parallelism (fsdp none) and the
+    # text must not claim FSDP; full pre-training shards with FSDP over its DP ranks.
+    lora = PLANS["lora-llama-3.1-8b.yaml"]
+    assert lora.choice is not None
+    assert lora.choice.detail("fsdp") == "none"
+    text = lora.decisions[1].text
+    assert "FSDP" not in text
+    assert f"DP={lora.choice.dp}" in text
+    full = PLANS["pretrain-7b-1t.yaml"]
+    assert full.choice is not None
+    assert full.choice.detail("fsdp") == "full"
+    assert f"FSDP over DP={full.choice.dp}" in full.decisions[1].text

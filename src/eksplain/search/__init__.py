@@ -198,6 +198,14 @@ def _serving_decisions(spec: WorkloadSpec, model: Model, c: Candidate,
     return decisions, (("autoscaling", autoscaling), *extras)
 
 
+def _data_parallel(c: Candidate) -> str:
+    if c.dp == 1:
+        return "one data-parallel rank: "
+    if c.detail("fsdp") == "none":
+        return f"and DP={c.dp} data-parallel ranks, each with the whole model: "
+    return f"and FSDP over DP={c.dp}: "
+
+
 def _training_decisions(spec: WorkloadSpec, c: Candidate,
                         ) -> tuple[list[Decision], tuple[tuple[str, object], ...]]:
     tokens = data_tokens(spec)
@@ -209,8 +217,7 @@ def _training_decisions(spec: WorkloadSpec, c: Candidate,
                      f": ${c.usd_total:,.0f} for {tokens:,} tokens"
                      if c.usd_total is not None and tokens else "")),
         Decision(("data-parallelism", "model-parallelism", "pipeline-parallelism"),
-                 f"TP={c.tp} inside each node, PP={c.pp}, "
-                 + (f"and FSDP over DP={c.dp}: " if c.dp > 1 else "one data-parallel rank: ")
+                 f"TP={c.tp} inside each node, PP={c.pp}, " + _data_parallel(c)
                  + f"{c.memory_bytes / GIB:.1f} GiB per device of "
                  f"{c.capacity_bytes / GIB:.1f} GiB, with recompute "
                  f"{c.detail('recompute')} at micro-batch {c.detail('micro_batch')}"),

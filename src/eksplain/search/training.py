@@ -137,6 +137,7 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, nodes: int, est: Estimate
         memory_bytes=est.memory.total_bytes, capacity_bytes=est.memory.capacity_bytes,
         details=(
             ("micro_batch", est.request.batch), ("recompute", est.request.recompute),
+            ("fsdp", est.request.fsdp),
             ("step_time_s", round(speed.step_time_s, 4)), ("mfu", round(speed.mfu, 4)),
             ("tokens_per_s_per_device", round(speed.tokens_per_s_per_device, 1)),
             ("efa_interfaces", inst.efa_interfaces),

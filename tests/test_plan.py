@@ -13,7 +13,7 @@ from eksplain.catalog import resolve_model
 from eksplain.cli.main import app
 from eksplain.errors import InfeasibleError, InputError
 from eksplain.estimate import EstimateRequest
-from eksplain.hardware import find_instance, load_catalog
+from eksplain.hardware import Offering, find_instance, load_catalog
 from eksplain.search import Candidate, Plan, _rank
 from eksplain.search.plan import pareto_front
 from eksplain.search.serving import _hourly_rates, fleet
@@ -24,7 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 CATALOG = load_catalog()
 LLAMA_8B = "meta-llama/Llama-3.1-8B"
-PLANS = {path.name: api.plan(load_spec(path)) for path in EXAMPLES}
+SPOT_EXAMPLE = "mixtral-8x7b-spot.yaml"
+# Spot prices are not bundled (they move hourly); the tests stand in a price file of 40% of the
+# on-demand prices. An illustration for the tests, not a claim about the spot market.
+SPOT_SHARE = 0.4
+SPOT_PRICES = tuple(
+    Offering(o.instance_type, o.region, "spot", o.price_usd_per_hour * SPOT_SHARE, o.price_date,
+             "tests: 40% of on-demand")
+    for o in CATALOG.offerings if o.capacity_type == "on-demand")
+PLANS = {path.name: api.plan(load_spec(path), SPOT_PRICES if path.name == SPOT_EXAMPLE else ())
+         for path in EXAMPLES}
 
 
 def _glossary_keys() -> set[str]:
@@ -317,3 +326,20 @@ def test_training_decision_names_the_sharding_it_uses() -> None:
     assert full.choice is not None
     assert full.choice.detail("fsdp") == "full"
     assert f"FSDP over DP={full.choice.dp}" in full.decisions[1].text
+
+
+def test_spot_example_prices_spot_capacity() -> None:
+    spec = load_spec(ROOT / "examples" / SPOT_EXAMPLE)
+    assert spec.constraints.capacity_type == "spot"
+    # Without spot prices nothing can be priced: the error says to pass a price file.
+    with pytest.raises(InfeasibleError) as err:
+        api.plan(spec)
+    assert "--price-file" in err.value.hint
+    # With them, each node costs 40% of its on-demand price: p5.4xlarge is $6.88 an hour on
+    # demand (offerings.csv), 0.4 x 6.88 = $2.752 on spot.
+    p = PLANS[SPOT_EXAMPLE]
+    assert p.choice is not None
+    on_demand = next(o.price_usd_per_hour for o in CATALOG.offerings
+                     if o.instance_type == p.choice.instance_type
+                     and o.capacity_type == "on-demand" and o.region == "us-east-1")
+    assert p.choice.usd_per_hour == pytest.approx(0.4 * on_demand * p.choice.nodes)

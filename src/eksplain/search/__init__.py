@@ -62,6 +62,25 @@ def _rank(cands: list[Candidate]) -> tuple[Candidate, ...]:
     return (*near, *(c for c in ordered if c not in near))
 
 
+def _limit_advice(spec: WorkloadSpec, r: Rejection) -> str | None:
+    """What would let the closest rejected candidate of one kind pass."""
+    gap = r.gap or 1.0
+    if r.code == "memory":
+        options = [f for f in ("fp8", "awq") if f not in spec.precision]
+        return (f"the closest fit ({r.label}) needs {gap - 1:.1%} more memory than it has: "
+                "allow a larger instance family" + (
+                    f", or quantize to {' or '.join(options)}" if options else ""))
+    if r.code in ("ttft", "tpot", "e2e"):
+        return f"relax the {r.code.upper()} SLO by {gap - 1:.0%} ({r.label}: {r.reason})"
+    if r.code == "budget":
+        return f"raise the budget by {gap - 1:.0%} ({r.label}: {r.reason})"
+    if r.code == "deadline":
+        return f"extend the deadline by {gap - 1:.0%} or allow more nodes ({r.label})"
+    if r.code == "nodes":
+        return f"allow {gap - 1:.0%} more than max_nodes ({r.label})"
+    return None
+
+
 def _advice(spec: WorkloadSpec, rejections: list[Rejection]) -> tuple[str, ...]:
     """What would have to change, from the closest rejected candidates of each kind."""
     closest: dict[str, Rejection] = {}
@@ -69,21 +88,17 @@ def _advice(spec: WorkloadSpec, rejections: list[Rejection]) -> tuple[str, ...]:
         if r.gap is not None and (r.code not in closest or r.gap < (closest[r.code].gap or 0)):
             closest[r.code] = r
     advice = []
-    for code, r in sorted(closest.items()):
-        gap = r.gap or 1.0
-        if code == "memory":
-            options = [f for f in ("fp8", "awq") if f not in spec.precision]
-            advice.append(f"the closest fit ({r.label}) needs {gap - 1:.1%} more memory than "
-                          "it has: allow a larger instance family" + (
-                              f", or quantize to {' or '.join(options)}" if options else ""))
-        elif code in ("ttft", "tpot", "e2e"):
-            advice.append(f"relax the {code.upper()} SLO by {gap - 1:.0%} ({r.label}: {r.reason})")
-        elif code == "budget":
-            advice.append(f"raise the budget by {gap - 1:.0%} ({r.label}: {r.reason})")
-        elif code == "deadline":
-            advice.append(f"extend the deadline by {gap - 1:.0%} or allow more nodes ({r.label})")
-        elif code == "nodes":
-            advice.append(f"allow {gap - 1:.0%} more than max_nodes ({r.label})")
+    unpriced = sum(r.code == "price" for r in rejections)
+    if unpriced:
+        c = spec.constraints
+        advice.append(f"{unpriced} candidates have no {c.capacity_type} price in {c.region}"
+                      + (" (spot prices move hourly and are not bundled)"
+                         if c.capacity_type == "spot" else "")
+                      + ": pass prices with --price-file")
+    for _, r in sorted(closest.items()):
+        text = _limit_advice(spec, r)
+        if text is not None:
+            advice.append(text)
     if any(r.code == "family" for r in rejections) and spec.constraints.families:
         advice.append("allow more instance families than " + ", ".join(spec.constraints.families))
     return tuple(advice)

@@ -343,3 +343,25 @@ def test_spot_example_prices_spot_capacity() -> None:
                      if o.instance_type == p.choice.instance_type
                      and o.capacity_type == "on-demand" and o.region == "us-east-1")
     assert p.choice.usd_per_hour == pytest.approx(0.4 * on_demand * p.choice.nodes)
+
+
+def _engine_plan(engine: str) -> Plan:
+    return api.plan(spec_from_dict({"model": LLAMA_8B, "task": "inference", "engine": engine,
+                                    "traffic": {"rps": 2},
+                                    "constraints": {"families": ["g6e"]}}))
+
+
+def test_concurrency_cap_comes_from_the_specs_engine() -> None:
+    # calibration.yaml: transformers' generate() runs max_num_seqs 1, so an hf replica serves
+    # min(KV-cache batch, 1) = 1 request at once (vLLM's cap of 256 allowed 143 on g6e.xlarge).
+    hf = _engine_plan("hf").choice
+    assert hf is not None
+    assert hf.detail("batch") == 1
+    assert hf.detail("max_num_seqs") == 1
+    assert hf.detail("max_num_seqs_engine") == "hf"
+    # SGLang has no calibration entry: vLLM's 256 stands in, and the plan says so.
+    sglang = _engine_plan("sglang")
+    assert sglang.choice is not None
+    assert sglang.choice.detail("max_num_seqs") == 256
+    assert sglang.choice.detail("max_num_seqs_engine") == "vllm"
+    assert "sglang has no calibration entry" in sglang.decisions[1].text

@@ -151,8 +151,12 @@ def _batch_decision(spec: WorkloadSpec, c: Candidate, kv: int, batch: int) -> De
                         f"requests/s of {spec.tokens.input_mean} tokens")
     context = spec.tokens.context
     slo = f", and TPOT stays within {spec.slo.tpot_p95 * 1000:.0f} ms" if spec.slo.tpot_p95 else ""
+    cap = ""
+    if c.detail("max_num_seqs_engine") not in (None, spec.engine):
+        cap = (f" ({spec.engine} has no calibration entry: vLLM's limit of "
+               f"{c.detail('max_num_seqs')} sequences at once stands in for its own)")
     return Decision(("attention", "batch-size"),
-                    f"each replica runs {batch} requests at once: their KV cache at the p95 "
+                    f"each replica runs {batch} requests at once{cap}: their KV cache at the p95 "
                     f"context of {context:,} tokens is {batch * context * kv / GIB:.1f} GiB per "
                     f"device ({kv / 1024:.0f} KiB per token){slo}; {rps:.2f} requests/s per "
                     "replica")

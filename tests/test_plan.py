@@ -365,3 +365,21 @@ def test_concurrency_cap_comes_from_the_specs_engine() -> None:
     assert sglang.choice.detail("max_num_seqs") == 256
     assert sglang.choice.detail("max_num_seqs_engine") == "vllm"
     assert "sglang has no calibration entry" in sglang.decisions[1].text
+
+
+def test_checkpoints_and_failures_lengthen_the_run() -> None:
+    # The checkpoint overhead f is the share of wall-clock time lost to writes and rework
+    # (methodology section 11), so the run takes compute / (1 - f) and costs as much more.
+    # pretrain-7b on 8 x p5en.48xlarge: 1,637,531 s of compute at f = 2.123% is
+    # 1,637,531 / 0.97877 = 1,673,044 s (19.4 days), and $230,331 / 0.97877 = $235,327.
+    p = PLANS["pretrain-7b-1t.yaml"]
+    for c in (p.choice, *p.alternatives):
+        assert c is not None
+        lost = float(c.detail("checkpoint_overhead") or 0)  # rounded to 4 decimals
+        compute = float(c.detail("compute_s") or 0)
+        assert lost > 0
+        assert c.latency_s == pytest.approx(compute / (1 - lost), rel=1e-4)
+        assert c.usd_total == pytest.approx(c.usd_per_hour * c.latency_s / 3600)
+    spec = load_spec(ROOT / "examples" / "pretrain-7b-1t.yaml")
+    assert p.choice is not None
+    assert p.choice.latency_s <= (spec.slo.deadline or 0)

@@ -252,7 +252,8 @@ def _training_decisions(spec: WorkloadSpec, c: Candidate,
         ("checkpoint", "fsx-lustre" if spec.storage == "fsx-lustre" else "storage-class"),
         f"checkpoint to {spec.storage} every {interval:.1f} h (write {write:.0f} s; Young/Daly "
         "with the failure rate of Llama 3's run), losing "
-        f"{float(c.detail('checkpoint_overhead') or 0):.1%} of the time"))
+        f"{float(c.detail('checkpoint_overhead') or 0):.1%} of the time, included in the "
+        "time and cost of the run"))
     if spec.constraints.capacity_type == "spot":
         decisions.append(Decision(("checkpoint",), "spot nodes can be reclaimed with two "
                                   "minutes' notice: each interruption costs the work since the "

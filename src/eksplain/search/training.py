@@ -118,17 +118,23 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, nodes: int, est: Estimate
     cost = est.cost
     if speed is None or cost.usd_per_hour is None:
         return Rejection(label, "price", cost.note or "no speed estimate")
-    seconds = est.speed.time_to_train_s
+    check = est.checkpoint
+    lost = check.overhead_fraction if check else 0.0  # share of wall-clock time, section 11
+    if lost >= 1:
+        return Rejection(label, "failures", f"checkpoint writes and rework after failures "
+                         f"would take {lost:.0%} of the time: the run would never finish")
+    compute = est.speed.time_to_train_s
+    seconds = compute / (1 - lost) if compute is not None else None
     deadline = spec.slo.deadline
     if seconds is not None and deadline is not None and seconds > deadline:
-        return Rejection(label, "deadline", f"{seconds / 3600:,.1f} h to train misses the "
+        return Rejection(label, "deadline", f"{seconds / 3600:,.1f} h to train (with "
+                         f"{lost:.1%} lost to checkpoints and failures) misses the "
                          f"{deadline / 3600:,.1f} h deadline", seconds / deadline)
-    total = cost.usd_total
+    total = cost.usd_total / (1 - lost) if cost.usd_total is not None else None
     budget = spec.constraints.monthly_budget_usd
     if budget is not None and total is not None and total > budget:
         return Rejection(label, "budget", f"${total:,.0f} for the run is over the "
                          f"${budget:,.0f} budget", total / budget)
-    check = est.checkpoint
     return Candidate(
         label=label, instance_type=inst.name, accelerator=est.choice.accelerator.id,
         nodes=nodes, devices=par.devices, tp=par.tp, pp=par.pp, dp=par.dp,
@@ -143,7 +149,8 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, nodes: int, est: Estimate
             ("efa_interfaces", inst.efa_interfaces),
             ("checkpoint_interval_s", round(check.interval_s, 1) if check else 0),
             ("checkpoint_write_s", round(check.write_s, 1) if check else 0),
-            ("checkpoint_overhead", round(check.overhead_fraction, 4) if check else 0),
+            ("checkpoint_overhead", round(lost, 4)),
+            ("compute_s", round(compute, 1) if compute is not None else 0),
         ),
     )
 

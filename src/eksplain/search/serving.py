@@ -32,7 +32,7 @@ from eksplain.search.plan import Candidate, Rejection, eligible_instances
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
-__all__ = ["Sizing", "engine_max_seqs", "fleet", "search_serving"]
+__all__ = ["Sizing", "fleet", "search_serving"]
 
 EMBEDDING_BATCH = 64  # requests an embedding server batches together
 HOURS_PER_DAY = 24
@@ -156,7 +156,7 @@ def _memory_gap(est: Estimate) -> float:
     return ratio
 
 
-def engine_max_seqs(spec: WorkloadSpec) -> tuple[int, str]:
+def _engine_max_seqs(spec: WorkloadSpec) -> tuple[int, str]:
     """The most sequences the spec's engine runs at once (its --max-num-seqs), and the engine
     whose calibration entry gave it: vLLM's stands in for an engine without one."""
     cal = load_calibration()
@@ -168,7 +168,7 @@ def _batch(spec: WorkloadSpec, est: Estimate) -> tuple[int, Rejection | None]:
     """The concurrency a replica runs at: what holds the TPOT SLO, the KV cache and the engine."""
     if spec.task == "embedding":
         return EMBEDDING_BATCH, None
-    engine_limit, _ = engine_max_seqs(spec)  # never more at once
+    engine_limit, _ = _engine_max_seqs(spec)  # never more at once
     kv_limit = min(est.kv.max_batch if est.kv else 1, engine_limit)
     target = spec.slo.tpot_p95
     if target is None or spec.task == "batch-inference":
@@ -235,7 +235,7 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
         ("weights_bytes", p95.memory.weights_bytes),
     ]
     if spec.task != "embedding":
-        max_seqs, engine = engine_max_seqs(spec)
+        max_seqs, engine = _engine_max_seqs(spec)
         details += [("max_num_seqs", max_seqs), ("max_num_seqs_engine", engine)]
     if spec.task == "batch-inference":
         return _batch_job(spec, inst, key, p95, (speed.requests_per_s, node_price, details))

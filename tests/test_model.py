@@ -2,10 +2,13 @@
 
 import pytest
 
+from eksplain import api
 from eksplain.errors import InputError
+from eksplain.estimate import EstimateRequest
 from eksplain.hfconfig import architecture_from_config
 from eksplain.memory import kv_bytes_for_sequence
 from eksplain.model import count_parameters
+from eksplain.parallel import Parallelism, validate_parallelism
 
 from .conftest import LLAMA31_8B_CONFIG
 
@@ -117,3 +120,46 @@ def test_llama4_no_rope_layer_interval_is_read() -> None:
     # An explicit list wins over the interval, as in transformers.
     listed = _llama4(no_rope_layer_interval=2, no_rope_layers=[1, 1, 1, 1, 1, 1, 1, 0])
     assert architecture_from_config(listed).layer_windows == (16,) * 7 + (None,)
+
+
+MOE_8 = {**LLAMA31_8B_CONFIG, "model_type": "mixtral", "vocab_size": 32000,
+         "num_local_experts": 8, "num_experts_per_tok": 2}
+
+
+@pytest.mark.parametrize(("tp", "dp", "ep", "devices"), [
+    (8, 1, 8, 8),  # TP x DP = 8 x 1 = 8 ranks: EP=8 puts one of the 8 experts on each
+    (4, 2, 8, 8),  # 4 x 2 = 8 ranks
+    (2, 4, 4, 8),  # 2 x 4 = 8 ranks; 8 / 4 = 2 EP groups
+    (4, 1, 2, 4),  # 4 ranks; 4 / 2 = 2
+])
+def test_expert_parallelism_over_tp_x_dp_ranks(tp: int, dp: int, ep: int, devices: int) -> None:
+    arch = architecture_from_config(MOE_8)
+    validate_parallelism(arch, Parallelism(tp=tp, dp=dp, ep=ep), devices)
+
+
+@pytest.mark.parametrize(("tp", "dp", "ep", "devices", "message"), [
+    # One device cannot hold 8 expert-parallel ranks: EP=8 > 1 device.
+    (1, 1, 8, 1, "EP=8 needs 8 devices"),
+    # vLLM's expert parallelism runs over the TP x DP ranks: 2 x 1 = 2, and 4 does not divide 2.
+    (2, 1, 4, 8, "TP x DP = 2"),
+    # 4 x 1 = 4 ranks; 8 does not divide 4, although 8 devices are given.
+    (4, 1, 8, 8, "TP x DP = 4"),
+])
+def test_expert_parallelism_must_fit_the_ranks(tp: int, dp: int, ep: int, devices: int,
+                                               message: str) -> None:
+    arch = architecture_from_config(MOE_8)
+    with pytest.raises(InputError, match=message) as err:
+        validate_parallelism(arch, Parallelism(tp=tp, dp=dp, ep=ep), devices)
+    assert "--ep" in err.value.hint
+
+
+def test_expert_parallelism_on_one_gpu_is_refused() -> None:
+    # Qwen3-30B-A3B has 128 experts, so EP=8 divides them; but one H100 is one rank, and EP=8
+    # over it used to report 9.6 GiB of weights: 30.5B x 2 bytes = 56.9 GiB split 8 ways.
+    request = EstimateRequest(model="Qwen/Qwen3-30B-A3B", hardware="h100", ep=8)
+    with pytest.raises(InputError, match="EP=8"):
+        api.estimate(request)
+    # On 8 H100s (DP=8 replicas by default, 1 x 8 = 8 ranks) the same EP is accepted.
+    est = api.estimate(EstimateRequest(model="Qwen/Qwen3-30B-A3B", hardware="h100",
+                                       devices=8, ep=8))
+    assert est.parallel.ep == 8

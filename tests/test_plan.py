@@ -1,6 +1,7 @@
 """Plans for every example, checked for what an expert would insist on."""
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -8,18 +9,31 @@ import pytest
 from typer.testing import CliRunner
 
 from eksplain import api
+from eksplain.catalog import resolve_model
 from eksplain.cli.main import app
 from eksplain.errors import InfeasibleError, InputError
 from eksplain.estimate import EstimateRequest
-from eksplain.hardware import find_instance, load_catalog
-from eksplain.search import Plan
-from eksplain.spec import load_spec, spec_from_dict
+from eksplain.hardware import Offering, find_instance, load_catalog
+from eksplain.search import Candidate, Plan, _rank
+from eksplain.search.plan import pareto_front
+from eksplain.search.serving import _hourly_rates, fleet
+from eksplain.search.training import _layouts, search_training
+from eksplain.spec import WorkloadSpec, load_spec, spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 CATALOG = load_catalog()
 LLAMA_8B = "meta-llama/Llama-3.1-8B"
-PLANS = {path.name: api.plan(load_spec(path)) for path in EXAMPLES}
+SPOT_EXAMPLE = "mixtral-8x7b-spot.yaml"
+# Spot prices are not bundled (they move hourly); the tests stand in a price file of 40% of the
+# on-demand prices. An illustration for the tests, not a claim about the spot market.
+SPOT_SHARE = 0.4
+SPOT_PRICES = tuple(
+    Offering(o.instance_type, o.region, "spot", o.price_usd_per_hour * SPOT_SHARE, o.price_date,
+             "tests: 40% of on-demand")
+    for o in CATALOG.offerings if o.capacity_type == "on-demand")
+PLANS = {path.name: api.plan(load_spec(path), SPOT_PRICES if path.name == SPOT_EXAMPLE else ())
+         for path in EXAMPLES}
 
 
 def _glossary_keys() -> set[str]:
@@ -59,8 +73,10 @@ def test_plan_is_sound(name: str) -> None:
         assert c.ttft_s <= spec.slo.ttft_p95
     if spec.slo.deadline is not None and not spec.serving:
         assert c.latency_s <= spec.slo.deadline
-    # No accepted alternative is more than 2% cheaper (the near-tie rule picks fewer nodes).
+    # No accepted alternative is more than 2% cheaper (the near-tie rule picks fewer nodes),
+    # and no alternative is both as cheap and faster: the choice is on the Pareto front.
     assert all(a.objective >= c.objective / 1.02 for a in p.alternatives)
+    assert c in p.pareto
     # Multi-node training uses EFA; TP stays inside a node.
     inst = find_instance(CATALOG, c.instance_type)
     if not spec.serving and c.nodes > 1:
@@ -162,3 +178,208 @@ def test_formats_without_kernels_on_neuron_are_refused() -> None:
     assert all(r.label.startswith("inf2") for r in refused)
     assert plan.choice is not None
     assert plan.choice.label.startswith("g6e")
+
+
+NIGHTLY = ROOT / "examples" / "nightly-summarisation.yaml"
+
+
+def test_batch_job_plan_is_sized_by_the_job() -> None:
+    # nightly-summarisation: 200,000 requests within 6 h = 21,600 s. A replica serving r
+    # requests/s needs ceil(200,000 / (r x 21,600)) replicas; at r = 3.238 (g6e.xlarge, fp8):
+    # 200,000 / (3.238 x 21,600) = 200,000 / 69,941 = 2.86 -> 3 replicas, one per 1-GPU node,
+    # done in 200,000 / (3 x 3.238) = 20,589 s = 5.72 h, for 3 x $1.861 x 5.72 h = $31.93.
+    p = PLANS["nightly-summarisation.yaml"]
+    c = p.choice
+    assert c is not None
+    rps = float(c.detail("requests_per_s_per_replica") or 0)
+    replicas = math.ceil(200_000 / (rps * 21_600))
+    assert c.dp == replicas
+    assert c.detail("replicas_peak") == c.detail("replicas_min") == replicas
+    assert c.latency_s == pytest.approx(200_000 / (replicas * rps), rel=1e-3)
+    assert c.usd_total == pytest.approx(c.usd_per_hour * c.latency_s / 3600)
+    scaling = dict(p.extras)["autoscaling"]
+    assert isinstance(scaling, dict)
+    assert scaling["min_replicas"] == scaling["max_replicas"] == replicas
+    texts = " ".join(d.text for d in p.decisions)
+    assert "$0 a month" not in texts
+    assert "a month" not in p.decisions[0].text
+    assert f"${c.usd_total:,.0f} for the job" in texts
+    assert f"{replicas} replicas" in texts
+
+
+def test_batch_job_is_checked_against_the_budget() -> None:
+    # The budget holds one job's dollars, as for a training run. The cheapest job is $31.93
+    # (above); with a $35 budget it passes and a $38 job (p5.4xlarge, fp8) is rejected
+    # 38 / 35 = 1.09 over; with a $20 budget nothing passes: 31.93 / 20 = 1.60, "raise the
+    # budget by 60%".
+    data = load_spec(NIGHTLY).model_dump()
+    data["constraints"]["monthly_budget_usd"] = 35
+    p = api.plan(spec_from_dict(data))
+    assert p.choice is not None
+    assert all(c.objective <= 35 for c in (p.choice, *p.alternatives))
+    over = [r for r in p.rejections if r.code == "budget"]
+    assert over
+    assert all(r.gap is not None and r.gap > 1 for r in over)
+    assert all("for the job is over the $35 budget" in r.reason for r in over)
+    cheapest = PLANS["nightly-summarisation.yaml"].choice
+    assert cheapest is not None
+    data["constraints"]["monthly_budget_usd"] = 20
+    with pytest.raises(InfeasibleError) as err:
+        api.plan(spec_from_dict(data))
+    assert f"raise the budget by {cheapest.objective / 20 - 1:.0%}" in err.value.hint
+
+
+def test_invalid_training_layouts_are_skipped_not_the_instance() -> None:
+    # phi-4 has 40 attention heads and 10 KV heads. TP must divide the heads and divide, or be
+    # a multiple of, the KV heads: TP=1 and TP=2 pass (10 / 2 = 5); TP=4 and TP=8 divide 40
+    # but neither divides nor is a multiple of 10 (10 % 4 = 2, 10 % 8 = 2).
+    model = resolve_model("phi-4")
+    g5_48 = find_instance(CATALOG, "g5.48xlarge")
+    assert {tp for tp, _, _ in _layouts(model, g5_48, 8)} == {1, 2}
+    # Full fine-tuning of phi-4 (14.7B parameters) fits no single 4-GPU A10G node, so the
+    # search must go on to 2, 4 and 8 nodes of g5.12xlarge instead of stopping at TP=4.
+    spec = spec_from_dict({"model": "phi-4", "task": "fine-tuning", "method": "full",
+                           "data": {"tokens": "100M"},
+                           "constraints": {"families": ["g5"], "max_nodes": 8}})
+    accepted, rejected, _ = search_training(spec, model, CATALOG)
+    labels = [c.label for c in accepted] + [r.label for r in rejected]
+    assert not [r for r in rejected if r.code == "parallelism"]
+    for nodes in (2, 4, 8):
+        assert any(label.startswith(f"g5.12xlarge x {nodes}") for label in labels), nodes
+
+
+def _traffic(peak_to_mean: float) -> WorkloadSpec:
+    return spec_from_dict({"model": LLAMA_8B, "task": "inference",
+                           "traffic": {"rps": 1, "peak_to_mean": peak_to_mean}})
+
+
+@pytest.mark.parametrize("ratio", [1, 1.5, 2, 3, 4, 10, 24])
+def test_daily_traffic_keeps_the_mean_and_reaches_the_peak(ratio: float) -> None:
+    rates = _hourly_rates(_traffic(ratio))
+    assert len(rates) == 24
+    assert sum(rates) / 24 == pytest.approx(1.0)
+    assert max(rates) == pytest.approx(ratio)
+    assert min(rates) >= 0
+
+
+def test_daily_traffic_above_twice_the_mean() -> None:
+    # Peak-to-mean 4: a sine would dip to 1 - 3 = -2, so it is floored at zero: the curve is
+    # max(0, x + sin(15 deg x h)) scaled to mean 1. With x between -0.5 and -0.2588 hours 2-10
+    # are positive: 24 (x + 1) / (9 x + 7.0781) = 4 (7.0781 = sum of sin at 30 ... 150 deg)
+    # gives x = -4.312 / 12 = -0.3594, peak 1 - 0.3594 = 0.6406, so the rate at hour h is
+    # 4 (sin - 0.3594) / 0.6406: h2 0.878, h3 2.171, h4 3.163, h5 3.787, h6 4, then mirrored.
+    rates = _hourly_rates(_traffic(4))
+    expected = [0.0, 0.0, 0.878, 2.171, 3.163, 3.787, 4.0, 3.787, 3.163, 2.171, 0.878] + [0.0] * 13
+    assert rates == pytest.approx(expected, abs=2e-3)
+    # At 1 request/s per replica the hours need 1 (at least one), 3, 4, 4, 4, 4, 4, 3, 1 replicas
+    # for hours 2-10 and 1 in the other 15: (28 + 15) / 24 = 1.79 on average, 4 at the peak.
+    # A sine clipped at twice the mean gave ceil(1 + sin): 2 in hours 1-11, else 1 = 35 / 24.
+    size = fleet(_traffic(4), 1.0, 1, 1)
+    assert size.replicas_mean == pytest.approx(43 / 24)
+    assert size.replicas_peak == 4
+    assert size.nodes_mean == pytest.approx(43 / 24)
+    assert fleet(_traffic(2), 1.0, 1, 1).replicas_mean == pytest.approx(35 / 24)
+
+
+def test_daily_peak_is_at_most_a_whole_day_in_one_hour() -> None:
+    # 24 hourly rates with mean m sum to 24 m, so no hour can carry more than 24 m.
+    with pytest.raises(InputError, match="peak_to_mean"):
+        _traffic(25)
+    flat = spec_from_dict({"model": LLAMA_8B, "task": "inference",
+                           "traffic": {"rps": 1, "peak_to_mean": 30, "pattern": "flat"}})
+    assert fleet(flat, 1.0, 1, 1).replicas_peak == 30  # flat traffic, bursts of 30x
+
+
+def _cand(label: str, usd: float, nodes: int, seconds: float) -> Candidate:
+    return Candidate(label=label, instance_type="p5.48xlarge", accelerator="h100", nodes=nodes,
+                     devices=8 * nodes, tp=1, pp=1, dp=8 * nodes, weight_format="bf16",
+                     usd_per_hour=usd * 3600 / seconds, usd_per_month=None, usd_total=usd,
+                     latency_s=seconds, ttft_s=None, memory_bytes=1, capacity_bytes=2)
+
+
+def test_near_tie_choice_is_on_the_pareto_front() -> None:
+    # a: $100 on 8 nodes in 10 s; b: $100 on 64 nodes in 1.25 s; c: $101 on 4 nodes in 20 s.
+    # All three are within 2% of $100 (<= $102); c has the fewest nodes but b is as cheap or
+    # cheaper and faster than both a and c, so the front is b alone and b is the choice.
+    a, b, c = _cand("a", 100, 8, 10), _cand("b", 100, 64, 1.25), _cand("c", 101, 4, 20)
+    ranked = _rank([a, b, c])
+    assert pareto_front(ranked) == (b,)
+    assert ranked[0] == b
+    # d: $101.5 on 2 nodes in 1 s is within 2% and faster than b, so on the front: the
+    # near tie now picks it for its 2 nodes.
+    d = _cand("d", 101.5, 2, 1.0)
+    ranked = _rank([a, b, c, d])
+    assert pareto_front(ranked) == (b, d)
+    assert ranked[0] == d
+
+
+def test_training_decision_names_the_sharding_it_uses() -> None:
+    # LoRA trains adapters only, so the search runs plain data parallelism (fsdp none) and the
+    # text must not claim FSDP; full pre-training shards with FSDP over its DP ranks.
+    lora = PLANS["lora-llama-3.1-8b.yaml"]
+    assert lora.choice is not None
+    assert lora.choice.detail("fsdp") == "none"
+    text = lora.decisions[1].text
+    assert "FSDP" not in text
+    assert f"DP={lora.choice.dp}" in text
+    full = PLANS["pretrain-7b-1t.yaml"]
+    assert full.choice is not None
+    assert full.choice.detail("fsdp") == "full"
+    assert f"FSDP over DP={full.choice.dp}" in full.decisions[1].text
+
+
+def test_spot_example_prices_spot_capacity() -> None:
+    spec = load_spec(ROOT / "examples" / SPOT_EXAMPLE)
+    assert spec.constraints.capacity_type == "spot"
+    # Without spot prices nothing can be priced: the error says to pass a price file.
+    with pytest.raises(InfeasibleError) as err:
+        api.plan(spec)
+    assert "--price-file" in err.value.hint
+    # With them, each node costs 40% of its on-demand price: p5.4xlarge is $6.88 an hour on
+    # demand (offerings.csv), 0.4 x 6.88 = $2.752 on spot.
+    p = PLANS[SPOT_EXAMPLE]
+    assert p.choice is not None
+    on_demand = next(o.price_usd_per_hour for o in CATALOG.offerings
+                     if o.instance_type == p.choice.instance_type
+                     and o.capacity_type == "on-demand" and o.region == "us-east-1")
+    assert p.choice.usd_per_hour == pytest.approx(0.4 * on_demand * p.choice.nodes)
+
+
+def _engine_plan(engine: str) -> Plan:
+    return api.plan(spec_from_dict({"model": LLAMA_8B, "task": "inference", "engine": engine,
+                                    "traffic": {"rps": 2},
+                                    "constraints": {"families": ["g6e"]}}))
+
+
+def test_concurrency_cap_comes_from_the_specs_engine() -> None:
+    # calibration.yaml: transformers' generate() runs max_num_seqs 1, so an hf replica serves
+    # min(KV-cache batch, 1) = 1 request at once (vLLM's cap of 256 allowed 143 on g6e.xlarge).
+    hf = _engine_plan("hf").choice
+    assert hf is not None
+    assert hf.detail("batch") == 1
+    assert hf.detail("max_num_seqs") == 1
+    assert hf.detail("max_num_seqs_engine") == "hf"
+    # SGLang has no calibration entry: vLLM's 256 stands in, and the plan says so.
+    sglang = _engine_plan("sglang")
+    assert sglang.choice is not None
+    assert sglang.choice.detail("max_num_seqs") == 256
+    assert sglang.choice.detail("max_num_seqs_engine") == "vllm"
+    assert "sglang has no calibration entry" in sglang.decisions[1].text
+
+
+def test_checkpoints_and_failures_lengthen_the_run() -> None:
+    # The checkpoint overhead f is the share of wall-clock time lost to writes and rework
+    # (methodology section 11), so the run takes compute / (1 - f) and costs as much more.
+    # pretrain-7b on 8 x p5en.48xlarge: 1,637,531 s of compute at f = 2.123% is
+    # 1,637,531 / 0.97877 = 1,673,044 s (19.4 days), and $230,331 / 0.97877 = $235,327.
+    p = PLANS["pretrain-7b-1t.yaml"]
+    for c in (p.choice, *p.alternatives):
+        assert c is not None
+        lost = float(c.detail("checkpoint_overhead") or 0)  # rounded to 4 decimals
+        compute = float(c.detail("compute_s") or 0)
+        assert lost > 0
+        assert c.latency_s == pytest.approx(compute / (1 - lost), rel=1e-4)
+        assert c.usd_total == pytest.approx(c.usd_per_hour * c.latency_s / 3600)
+    spec = load_spec(ROOT / "examples" / "pretrain-7b-1t.yaml")
+    assert p.choice is not None
+    assert p.choice.latency_s <= (spec.slo.deadline or 0)

@@ -53,6 +53,29 @@ def _divisors(n: int, limit: int) -> list[int]:
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
+def _validate_ep(arch: Architecture, par: Parallelism, devices: int) -> None:
+    """EP splits the experts over the TP x DP ranks, as vLLM's --enable-expert-parallel does
+    (FusedMoEParallelConfig.make flattens TP across DP and uses that group for EP:
+    vllm/model_executor/layers/fused_moe/config.py), so EP must divide the experts and TP x DP,
+    and the devices must hold that many ranks."""
+    experts = arch.experts.num_experts if arch.experts else 0
+    ranks = par.tp * par.dp
+    valid = [d for d in _divisors(experts, ranks) if ranks % d == 0] if experts else [1]
+    hint = "valid --ep values: " + ", ".join(map(str, valid))
+    if not experts or experts % par.ep:
+        raise InputError(f"EP={par.ep} does not divide the model's {experts} experts.",
+                         hint="valid --ep values: " + ", ".join(
+                             map(str, _divisors(experts, devices) if experts else [1])))
+    if par.ep > devices:
+        raise InputError(f"EP={par.ep} needs {par.ep} devices, one per expert-parallel rank; "
+                         f"{devices} given.", hint=f"raise --devices to {par.ep}, or " + hint)
+    if ranks % par.ep:
+        raise InputError(
+            f"EP={par.ep} does not divide TP x DP = {par.tp} x {par.dp} = {ranks}: expert "
+            "parallelism runs over the tensor- and data-parallel ranks.",
+            hint=f"raise --tp or --dp so that TP x DP is a multiple of {par.ep}, or " + hint)
+
+
 def validate_parallelism(arch: Architecture, par: Parallelism, devices: int) -> None:
     """Raise ``InputError`` naming the valid choices when the split is impossible."""
     for name in ("tp", "pp", "dp", "cp", "ep"):
@@ -73,13 +96,7 @@ def validate_parallelism(arch: Architecture, par: Parallelism, devices: int) -> 
     if par.pp > arch.num_layers:
         raise InputError(f"PP={par.pp} is more than the model's {arch.num_layers} layers.")
     if par.ep > 1:
-        experts = arch.experts.num_experts if arch.experts else 0
-        if not experts or experts % par.ep:
-            valid = _divisors(experts, devices) if experts else [1]
-            raise InputError(
-                f"EP={par.ep} does not divide the model's {experts} experts.",
-                hint="valid --ep values: " + ", ".join(map(str, valid)),
-            )
+        _validate_ep(arch, par, devices)
     if par.devices > devices:
         raise InputError(
             f"TP x PP x CP x DP = {par.devices} needs more devices than the {devices} given.",

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from eksplain.errors import InputError
 from eksplain.units import parse_count, parse_duration
@@ -20,6 +27,7 @@ __all__ = ["WorkloadSpec", "load_spec", "spec_from_dict", "spec_schema"]
 
 Task = Literal["inference", "batch-inference", "embedding", "fine-tuning", "pre-training"]
 SERVING_TASKS = ("inference", "batch-inference", "embedding")
+HOURS_PER_DAY = 24  # the daily traffic pattern is hourly
 
 
 class _Strict(BaseModel):
@@ -51,9 +59,19 @@ class Tokens(_Strict):
 
 class Traffic(_Strict):
     rps: float = Field(default=1.0, gt=0, description="mean requests per second")
-    peak_to_mean: float = Field(default=2.0, ge=1)
+    peak_to_mean: float = Field(default=2.0, ge=1, description="peak over mean requests/s; "
+                                "at most 24 for a daily pattern")
     pattern: Literal["flat", "daily"] = "daily"
     trace: str | None = Field(default=None, description="CSV trace (used by simulate)")
+
+    @model_validator(mode="after")
+    def _daily_peak(self) -> Traffic:
+        # 24 hourly rates with mean m sum to 24 m, so no hour of a day can carry more.
+        if self.pattern == "daily" and self.peak_to_mean > HOURS_PER_DAY:
+            raise ValueError(f"peak_to_mean {self.peak_to_mean:g} is more than "
+                             f"{HOURS_PER_DAY}, a whole day's requests in one hour, for a daily "
+                             "pattern; use pattern: flat for short bursts")
+        return self
 
 
 def _seconds(value: Any) -> float | None:

@@ -6,9 +6,9 @@
     storage decisions, and the explanation of each decision with its glossary terms.
 
 Objective: minimise monthly dollars with autoscaling over the spec's traffic (serving), dollars
-for the whole run within the deadline (training and batch). Candidates within 2% of the cheapest
-count as a tie, won by the fewest nodes; then lower latency (or time), then the name, so the same
-spec always gives the same plan.
+for the whole run within the deadline (training and batch). Candidates on the Pareto front within
+2% of the cheapest count as a tie, won by the fewest nodes; then lower latency (or time), then the
+name, so the same spec always gives the same plan.
 """
 
 from __future__ import annotations
@@ -48,15 +48,37 @@ NEAR_TIE = 0.02  # candidates within 2% of the cheapest count as equally cheap
 
 
 def _rank(cands: list[Candidate]) -> tuple[Candidate, ...]:
-    """Cheapest first; among those within NEAR_TIE of the cheapest, fewest nodes first (a
-    smaller fleet is simpler to run and fails less often for the same dollars)."""
+    """Cheapest first; among the Pareto front's candidates within NEAR_TIE of the cheapest,
+    fewest nodes first (a smaller fleet is simpler to run and fails less often for the same
+    dollars). Only the front's: a candidate that another beats on both cost and latency (or
+    time) is never chosen, however few its nodes."""
     ordered = sorted(cands, key=lambda c: (c.objective, c.latency_s, c.label))
     if not ordered:
         return ()
     limit = ordered[0].objective * (1 + NEAR_TIE)
-    near = sorted((c for c in ordered if c.objective <= limit),
+    front = pareto_front(tuple(ordered))
+    near = sorted((c for c in front if c.objective <= limit),
                   key=lambda c: (c.nodes, c.objective, c.latency_s, c.label))
-    return (*near, *(c for c in ordered if c.objective > limit))
+    return (*near, *(c for c in ordered if c not in near))
+
+
+def _limit_advice(spec: WorkloadSpec, r: Rejection) -> str | None:
+    """What would let the closest rejected candidate of one kind pass."""
+    gap = r.gap or 1.0
+    if r.code == "memory":
+        options = [f for f in ("fp8", "awq") if f not in spec.precision]
+        return (f"the closest fit ({r.label}) needs {gap - 1:.1%} more memory than it has: "
+                "allow a larger instance family" + (
+                    f", or quantize to {' or '.join(options)}" if options else ""))
+    if r.code in ("ttft", "tpot", "e2e"):
+        return f"relax the {r.code.upper()} SLO by {gap - 1:.0%} ({r.label}: {r.reason})"
+    if r.code == "budget":
+        return f"raise the budget by {gap - 1:.0%} ({r.label}: {r.reason})"
+    if r.code == "deadline":
+        return f"extend the deadline by {gap - 1:.0%} or allow more nodes ({r.label})"
+    if r.code == "nodes":
+        return f"allow {gap - 1:.0%} more than max_nodes ({r.label})"
+    return None
 
 
 def _advice(spec: WorkloadSpec, rejections: list[Rejection]) -> tuple[str, ...]:
@@ -66,21 +88,17 @@ def _advice(spec: WorkloadSpec, rejections: list[Rejection]) -> tuple[str, ...]:
         if r.gap is not None and (r.code not in closest or r.gap < (closest[r.code].gap or 0)):
             closest[r.code] = r
     advice = []
-    for code, r in sorted(closest.items()):
-        gap = r.gap or 1.0
-        if code == "memory":
-            options = [f for f in ("fp8", "awq") if f not in spec.precision]
-            advice.append(f"the closest fit ({r.label}) needs {gap - 1:.1%} more memory than "
-                          "it has: allow a larger instance family" + (
-                              f", or quantize to {' or '.join(options)}" if options else ""))
-        elif code in ("ttft", "tpot", "e2e"):
-            advice.append(f"relax the {code.upper()} SLO by {gap - 1:.0%} ({r.label}: {r.reason})")
-        elif code == "budget":
-            advice.append(f"raise the budget by {gap - 1:.0%} ({r.label}: {r.reason})")
-        elif code == "deadline":
-            advice.append(f"extend the deadline by {gap - 1:.0%} or allow more nodes ({r.label})")
-        elif code == "nodes":
-            advice.append(f"allow {gap - 1:.0%} more than max_nodes ({r.label})")
+    unpriced = sum(r.code == "price" for r in rejections)
+    if unpriced:
+        c = spec.constraints
+        advice.append(f"{unpriced} candidates have no {c.capacity_type} price in {c.region}"
+                      + (" (spot prices move hourly and are not bundled)"
+                         if c.capacity_type == "spot" else "")
+                      + ": pass prices with --price-file")
+    for _, r in sorted(closest.items()):
+        text = _limit_advice(spec, r)
+        if text is not None:
+            advice.append(text)
     if any(r.code == "family" for r in rejections) and spec.constraints.families:
         advice.append("allow more instance families than " + ", ".join(spec.constraints.families))
     return tuple(advice)
@@ -133,11 +151,48 @@ def _batch_decision(spec: WorkloadSpec, c: Candidate, kv: int, batch: int) -> De
                         f"requests/s of {spec.tokens.input_mean} tokens")
     context = spec.tokens.context
     slo = f", and TPOT stays within {spec.slo.tpot_p95 * 1000:.0f} ms" if spec.slo.tpot_p95 else ""
+    cap = ""
+    if c.detail("max_num_seqs_engine") not in (None, spec.engine):
+        cap = (f" ({spec.engine} has no calibration entry: vLLM's limit of "
+               f"{c.detail('max_num_seqs')} sequences at once stands in for its own)")
     return Decision(("attention", "batch-size"),
-                    f"each replica runs {batch} requests at once: their KV cache at the p95 "
+                    f"each replica runs {batch} requests at once{cap}: their KV cache at the p95 "
                     f"context of {context:,} tokens is {batch * context * kv / GIB:.1f} GiB per "
                     f"device ({kv / 1024:.0f} KiB per token){slo}; {rps:.2f} requests/s per "
                     "replica")
+
+
+def _scaling_decision(spec: WorkloadSpec, c: Candidate, batch: int,
+                      ) -> tuple[Decision, dict[str, object]]:
+    """Serving: autoscale over the traffic. A batch job: a fixed set of replicas for the job."""
+    rmin, rpeak = c.detail("replicas_min"), c.detail("replicas_peak")
+    scaling: dict[str, object] = {"min_replicas": rmin, "max_replicas": rpeak,
+                                  "metric": "vllm:num_requests_running",
+                                  "target_per_replica": batch}
+    if spec.task == "batch-inference":
+        rps = float(c.detail("requests_per_s_per_replica") or 0)
+        deadline = float(c.detail("deadline_s") or 0)
+        return Decision(("replica", "throughput"),
+                        f"run {rpeak} replicas for the whole job, not autoscaled: "
+                        f"{int(c.detail('requests') or 0):,} requests at {rps:.2f} requests/s per "
+                        f"replica take {c.latency_s / 3600:.2f} h of the {deadline / 3600:g} h "
+                        "deadline; scale to zero when it is done"), scaling
+    return Decision(
+        ("auto-scaling", "hpa", "replica"),
+        f"autoscale between {rmin} and {rpeak} replicas on the engine's running requests "
+        f"(target {batch} per replica, the concurrency that holds the SLO), not on CPU; "
+        f"{spec.traffic.rps:g} requests/s on average, "
+        f"{spec.traffic.rps * spec.traffic.peak_to_mean:g} at the peak"), scaling
+
+
+def _hardware_decision(spec: WorkloadSpec, model: Model, c: Candidate) -> Decision:
+    terms = ("accelerator", "gpu" if c.accelerator.startswith("nvidia") else "inferentia")
+    head = f"{c.instance_type} ({c.accelerator}) is the cheapest hardware that fits {model.id}"
+    if spec.task == "batch-inference":
+        return Decision(terms, f"{head} and finishes the job within the deadline: "
+                        f"${c.usd_total or 0:,.0f} for the job ({c.nodes} node"
+                        f"{'s' if c.nodes > 1 else ''} for {c.latency_s / 3600:.2f} h)")
+    return Decision(terms, f"{head} and meets the SLOs: ${c.usd_per_month or 0:,.0f} a month")
 
 
 def _serving_decisions(spec: WorkloadSpec, model: Model, c: Candidate,
@@ -145,12 +200,7 @@ def _serving_decisions(spec: WorkloadSpec, model: Model, c: Candidate,
                        ) -> tuple[list[Decision], tuple[tuple[str, object], ...]]:
     kv = int(c.detail("kv_bytes_per_token") or 0)
     batch = int(c.detail("batch") or 1)
-    decisions = [
-        Decision(("accelerator", "gpu" if c.accelerator.startswith("nvidia") else "inferentia"),
-                 f"{c.instance_type} ({c.accelerator}) is the cheapest hardware that fits "
-                 f"{model.id} and meets the SLOs: ${c.usd_per_month or 0:,.0f} a month"),
-        _batch_decision(spec, c, kv, batch),
-    ]
+    decisions = [_hardware_decision(spec, model, c), _batch_decision(spec, c, kv, batch)]
     if c.tp > 1 or c.pp > 1:
         decisions.append(Decision(
             ("model-parallelism", "multi-gpu"),
@@ -160,18 +210,19 @@ def _serving_decisions(spec: WorkloadSpec, model: Model, c: Candidate,
     if c.weight_format != "bf16":
         decisions.append(Decision(("quantization",), f"weights in {c.weight_format} halve the "
                                   "bytes each decode step reads and leave room for KV cache"))
-    rmin, rpeak = c.detail("replicas_min"), c.detail("replicas_peak")
-    decisions.append(Decision(
-        ("auto-scaling", "hpa", "replica"),
-        f"autoscale between {rmin} and {rpeak} replicas on the engine's running requests "
-        f"(target {batch} per replica, the concurrency that holds the SLO), not on CPU; "
-        f"{spec.traffic.rps:g} requests/s on average, "
-        f"{spec.traffic.rps * spec.traffic.peak_to_mean:g} at the peak"))
+    scaling, autoscaling = _scaling_decision(spec, c, batch)
+    decisions.append(scaling)
     cache, extras = _model_cache(spec, c, catalog)
     decisions.append(cache)
-    return decisions, (("autoscaling", {"min_replicas": rmin, "max_replicas": rpeak,
-                                        "metric": "vllm:num_requests_running",
-                                        "target_per_replica": batch}), *extras)
+    return decisions, (("autoscaling", autoscaling), *extras)
+
+
+def _data_parallel(c: Candidate) -> str:
+    if c.dp == 1:
+        return "one data-parallel rank: "
+    if c.detail("fsdp") == "none":
+        return f"and DP={c.dp} data-parallel ranks, each with the whole model: "
+    return f"and FSDP over DP={c.dp}: "
 
 
 def _training_decisions(spec: WorkloadSpec, c: Candidate,
@@ -185,8 +236,7 @@ def _training_decisions(spec: WorkloadSpec, c: Candidate,
                      f": ${c.usd_total:,.0f} for {tokens:,} tokens"
                      if c.usd_total is not None and tokens else "")),
         Decision(("data-parallelism", "model-parallelism", "pipeline-parallelism"),
-                 f"TP={c.tp} inside each node, PP={c.pp}, "
-                 + (f"and FSDP over DP={c.dp}: " if c.dp > 1 else "one data-parallel rank: ")
+                 f"TP={c.tp} inside each node, PP={c.pp}, " + _data_parallel(c)
                  + f"{c.memory_bytes / GIB:.1f} GiB per device of "
                  f"{c.capacity_bytes / GIB:.1f} GiB, with recompute "
                  f"{c.detail('recompute')} at micro-batch {c.detail('micro_batch')}"),
@@ -202,7 +252,8 @@ def _training_decisions(spec: WorkloadSpec, c: Candidate,
         ("checkpoint", "fsx-lustre" if spec.storage == "fsx-lustre" else "storage-class"),
         f"checkpoint to {spec.storage} every {interval:.1f} h (write {write:.0f} s; Young/Daly "
         "with the failure rate of Llama 3's run), losing "
-        f"{float(c.detail('checkpoint_overhead') or 0):.1%} of the time"))
+        f"{float(c.detail('checkpoint_overhead') or 0):.1%} of the time, included in the "
+        "time and cost of the run"))
     if spec.constraints.capacity_type == "spot":
         decisions.append(Decision(("checkpoint",), "spot nodes can be reclaimed with two "
                                   "minutes' notice: each interruption costs the work since the "

@@ -47,14 +47,40 @@ class Sizing:
     nodes_mean: float
 
 
+def _daily_shape(peak_to_mean: float) -> list[float]:
+    """Hourly multipliers of the mean rate: their mean is 1 and their largest is peak_to_mean.
+
+    Up to 2, a sine: 1 + (p - 1) sin(2 pi h / 24). Above 2 that sine would dip below zero, so
+    the curve is max(0, x + sin(2 pi h / 24)) scaled to a peak of p, with x in (-1, 1] found by
+    bisection so that its hourly peak-to-mean is p: the quiet hours carry no traffic and the
+    busy hours narrow as p grows. At most 24 (a whole day's requests in one hour).
+    """
+    # Rounded so that sin(pi) is 0, not 1.2e-16: at the mean rate a replica count is exact.
+    sines = [round(math.sin(2 * math.pi * h / HOURS_PER_DAY), 12) for h in range(HOURS_PER_DAY)]
+    if peak_to_mean <= 2:
+        return [1 + (peak_to_mean - 1) * s for s in sines]
+
+    def floored(x: float) -> list[float]:
+        return [max(0.0, x + s) for s in sines]
+
+    low, high = -1.0, 1.0  # peak-to-mean falls from 24 (x just above -1) to 2 (x = 1)
+    while high - low > 1e-12:
+        mid = (low + high) / 2
+        curve = floored(mid)
+        if max(curve) * HOURS_PER_DAY / sum(curve) > peak_to_mean:
+            low = mid
+        else:
+            high = mid
+    curve = floored(high)
+    return [peak_to_mean * c / max(curve) for c in curve]
+
+
 def _hourly_rates(spec: WorkloadSpec) -> list[float]:
-    """Requests/s through a day: flat, or a daily sine with the spec's peak-to-mean ratio."""
+    """Requests/s through a day: flat, or daily with the spec's mean and peak-to-mean ratio."""
     t = spec.traffic
     if t.pattern == "flat":
         return [t.rps] * HOURS_PER_DAY
-    swing = min(t.peak_to_mean - 1, 1.0)
-    return [t.rps * (1 + swing * math.sin(2 * math.pi * h / HOURS_PER_DAY))
-            for h in range(HOURS_PER_DAY)]
+    return [t.rps * m for m in _daily_shape(t.peak_to_mean)]
 
 
 def fleet(spec: WorkloadSpec, per_replica_rps: float, devices_per_replica: int,
@@ -130,11 +156,19 @@ def _memory_gap(est: Estimate) -> float:
     return ratio
 
 
+def _engine_max_seqs(spec: WorkloadSpec) -> tuple[int, str]:
+    """The most sequences the spec's engine runs at once (its --max-num-seqs), and the engine
+    whose calibration entry gave it: vLLM's stands in for an engine without one."""
+    cal = load_calibration()
+    source = spec.engine if spec.engine in {e.name for e in cal.engines} else "vllm"
+    return cal.engine(source).max_num_seqs, source
+
+
 def _batch(spec: WorkloadSpec, est: Estimate) -> tuple[int, Rejection | None]:
     """The concurrency a replica runs at: what holds the TPOT SLO, the KV cache and the engine."""
     if spec.task == "embedding":
         return EMBEDDING_BATCH, None
-    engine_limit = load_calibration().engine("vllm").max_num_seqs  # never more at once
+    engine_limit, _ = _engine_max_seqs(spec)  # never more at once
     kv_limit = min(est.kv.max_batch if est.kv else 1, engine_limit)
     target = spec.slo.tpot_p95
     if target is None or spec.task == "batch-inference":
@@ -194,25 +228,28 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
     if speed is None or cost.usd_per_hour is None:
         return Rejection(label, "price", cost.note or "no speed estimate")
     node_price = cost.usd_per_hour / cost.nodes
-    size = fleet(spec, speed.requests_per_s, tp * pp, inst.accelerator_count)
-    monthly = node_price * size.nodes_mean * 730
-    hourly_peak = node_price * size.nodes_peak
     details: list[tuple[str, float | int | str]] = [
         ("batch", speed.batch), ("requests_per_s_per_replica", round(speed.requests_per_s, 4)),
-        ("replicas_min", size.replicas_min), ("replicas_mean", round(size.replicas_mean, 2)),
-        ("replicas_peak", size.replicas_peak), ("nodes_peak", size.nodes_peak),
         ("output_tokens_per_s_per_replica", round(speed.output_tokens_per_s, 1)),
         ("kv_bytes_per_token", loaded.kv.bytes_per_token if loaded.kv else 0),
         ("weights_bytes", p95.memory.weights_bytes),
     ]
+    if spec.task != "embedding":
+        max_seqs, engine = _engine_max_seqs(spec)
+        details += [("max_num_seqs", max_seqs), ("max_num_seqs_engine", engine)]
     if spec.task == "batch-inference":
         return _batch_job(spec, inst, key, p95, (speed.requests_per_s, node_price, details))
+    size = fleet(spec, speed.requests_per_s, tp * pp, inst.accelerator_count)
+    details[2:2] = [
+        ("replicas_min", size.replicas_min), ("replicas_mean", round(size.replicas_mean, 2)),
+        ("replicas_peak", size.replicas_peak), ("nodes_peak", size.nodes_peak),
+    ]
     tpot = p95.speed.serving.tpot_s if p95.speed.serving else speed.tpot_s
     cand = Candidate(
         label=label, instance_type=inst.name, accelerator=p95.choice.accelerator.id,
         nodes=size.nodes_peak, devices=tp * pp * size.replicas_peak, tp=tp, pp=pp,
-        dp=size.replicas_peak, weight_format=fmt, usd_per_hour=hourly_peak,
-        usd_per_month=monthly, usd_total=None,
+        dp=size.replicas_peak, weight_format=fmt, usd_per_hour=node_price * size.nodes_peak,
+        usd_per_month=node_price * size.nodes_mean * 730, usd_total=None,
         latency_s=speed.tpot_s if spec.task != "embedding" else speed.ttft_s,
         ttft_s=p95.speed.serving.ttft_s if p95.speed.serving else None,
         memory_bytes=p95.memory.total_bytes, capacity_bytes=p95.memory.capacity_bytes,
@@ -224,7 +261,8 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
 def _batch_job(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str, str],
                p95: Estimate, run: tuple[float, float, list[tuple[str, float | int | str]]],
                ) -> Candidate | Rejection:
-    """Offline batches: enough replicas to finish the requests before the deadline."""
+    """Offline batches: enough replicas to finish the requests before the deadline, all of them
+    running for the whole job (no traffic to follow); the job's dollars are the objective."""
     tp, pp, fmt, label = key
     per_replica, node_price, details = run
     requests = spec.data.samples or round(spec.traffic.rps * 3600)
@@ -239,7 +277,9 @@ def _batch_job(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
         usd_per_hour=node_price * nodes, usd_per_month=None,
         usd_total=node_price * nodes * seconds / 3600, latency_s=seconds, ttft_s=None,
         memory_bytes=p95.memory.total_bytes, capacity_bytes=p95.memory.capacity_bytes,
-        details=(*details, ("requests", requests)),
+        details=(*details, ("replicas_min", replicas), ("replicas_peak", replicas),
+                 ("nodes_peak", nodes), ("requests", requests),
+                 ("deadline_s", round(deadline, 1))),
     )
     return _check_limits(spec, cand)
 
@@ -249,10 +289,15 @@ def _check_limits(spec: WorkloadSpec, cand: Candidate) -> Candidate | Rejection:
     if cand.nodes > c.max_nodes:
         return Rejection(cand.label, "nodes", f"needs {cand.nodes} nodes at the peak, more than "
                          f"max_nodes {c.max_nodes}", cand.nodes / c.max_nodes)
-    monthly = cand.usd_per_month if cand.usd_per_month is not None else None
-    if c.monthly_budget_usd is not None and monthly is not None and monthly > c.monthly_budget_usd:
-        return Rejection(cand.label, "budget", f"${monthly:,.0f} a month is over the "
-                         f"${c.monthly_budget_usd:,.0f} budget", monthly / c.monthly_budget_usd)
+    budget = c.monthly_budget_usd
+    if budget is None:
+        return cand
+    # A batch job is held to the budget with its own dollars, as a training run is.
+    spend, what = ((cand.usd_total, "for the job") if cand.usd_total is not None
+                   else (cand.usd_per_month, "a month"))
+    if spend is not None and spend > budget:
+        return Rejection(cand.label, "budget", f"${spend:,.0f} {what} is over the "
+                         f"${budget:,.0f} budget", spend / budget)
     return cand
 
 

@@ -15,9 +15,10 @@ from typing import Literal
 
 from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
-from eksplain.errors import EksplainError
+from eksplain.errors import EksplainError, InputError
 from eksplain.estimate import Estimate, EstimateRequest, run_estimate, unsupported_format
 from eksplain.hardware import HardwareCatalog, InstanceType
+from eksplain.parallel import Parallelism, validate_parallelism
 from eksplain.search.plan import Candidate, Rejection, eligible_instances
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
@@ -60,14 +61,24 @@ def _request(spec: WorkloadSpec, inst: InstanceType, nodes: int,
     )
 
 
+def _valid(model: Model, layout: tuple[int, int], devices: int) -> bool:
+    """Whether the split passes the same rules the estimate enforces (heads, KV heads, layers)."""
+    tp, pp = layout
+    try:
+        validate_parallelism(model.architecture,
+                             Parallelism(tp=tp, pp=pp, dp=devices // (tp * pp)), devices)
+    except InputError:
+        return False
+    return True
+
+
 def _layouts(model: Model, inst: InstanceType,
              devices: int) -> Iterator[tuple[int, int, Recompute]]:
-    heads = model.architecture.attention.num_heads
+    """TP inside a node, PP, then recomputation; layouts the model cannot take are skipped."""
     n = inst.accelerator_count
     for pp in (1, 2, 4, 8):
         for tp in (1, 2, 4, 8):
-            if tp <= n and heads % tp == 0 and devices % (tp * pp) == 0 and (
-                    pp <= model.architecture.num_layers):
+            if tp <= n and devices % (tp * pp) == 0 and _valid(model, (tp, pp), devices):
                 for recompute in RECOMPUTE:
                     yield tp, pp, recompute
 
@@ -107,17 +118,23 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, nodes: int, est: Estimate
     cost = est.cost
     if speed is None or cost.usd_per_hour is None:
         return Rejection(label, "price", cost.note or "no speed estimate")
-    seconds = est.speed.time_to_train_s
+    check = est.checkpoint
+    lost = check.overhead_fraction if check else 0.0  # share of wall-clock time, section 11
+    if lost >= 1:
+        return Rejection(label, "failures", f"checkpoint writes and rework after failures "
+                         f"would take {lost:.0%} of the time: the run would never finish")
+    compute = est.speed.time_to_train_s
+    seconds = compute / (1 - lost) if compute is not None else None
     deadline = spec.slo.deadline
     if seconds is not None and deadline is not None and seconds > deadline:
-        return Rejection(label, "deadline", f"{seconds / 3600:,.1f} h to train misses the "
+        return Rejection(label, "deadline", f"{seconds / 3600:,.1f} h to train (with "
+                         f"{lost:.1%} lost to checkpoints and failures) misses the "
                          f"{deadline / 3600:,.1f} h deadline", seconds / deadline)
-    total = cost.usd_total
+    total = cost.usd_total / (1 - lost) if cost.usd_total is not None else None
     budget = spec.constraints.monthly_budget_usd
     if budget is not None and total is not None and total > budget:
         return Rejection(label, "budget", f"${total:,.0f} for the run is over the "
                          f"${budget:,.0f} budget", total / budget)
-    check = est.checkpoint
     return Candidate(
         label=label, instance_type=inst.name, accelerator=est.choice.accelerator.id,
         nodes=nodes, devices=par.devices, tp=par.tp, pp=par.pp, dp=par.dp,
@@ -126,12 +143,14 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, nodes: int, est: Estimate
         memory_bytes=est.memory.total_bytes, capacity_bytes=est.memory.capacity_bytes,
         details=(
             ("micro_batch", est.request.batch), ("recompute", est.request.recompute),
+            ("fsdp", est.request.fsdp),
             ("step_time_s", round(speed.step_time_s, 4)), ("mfu", round(speed.mfu, 4)),
             ("tokens_per_s_per_device", round(speed.tokens_per_s_per_device, 1)),
             ("efa_interfaces", inst.efa_interfaces),
             ("checkpoint_interval_s", round(check.interval_s, 1) if check else 0),
             ("checkpoint_write_s", round(check.write_s, 1) if check else 0),
-            ("checkpoint_overhead", round(check.overhead_fraction, 4) if check else 0),
+            ("checkpoint_overhead", round(lost, 4)),
+            ("compute_s", round(compute, 1) if compute is not None else 0),
         ),
     )
 
@@ -157,9 +176,9 @@ def search_training(spec: WorkloadSpec, model: Model, catalog: HardwareCatalog,
                 break
             try:
                 est, why, tried = _fit(spec, model, inst, nodes, catalog, tokens)
-            except EksplainError as exc:
+            except EksplainError as exc:  # this node count only: more nodes may still work
                 rejected.append(Rejection(label, "parallelism", exc.message))
-                break
+                continue
             evaluated += tried
             if est is None:
                 rejected.append(Rejection(label, "memory", why))

@@ -250,3 +250,16 @@ def test_fp8_step_share_agrees_in_data_source_and_docs() -> None:
     stated = re.search(r"batched\s+steps\s+realize\s+(\d+) % of", docs)
     assert stated is not None
     assert int(stated.group(1)) == round(share * 100)
+
+
+def test_expert_parallelism_over_dp_ranks_does_not_shrink_per_rank_flops() -> None:
+    # Qwen3-30B-A3B on 8 ranks with EP=8 over DP=8: each rank receives the tokens of the other
+    # ranks routed to its 16 experts, so its expert work per own token is still k experts (8 of
+    # 128), as without EP; dividing by EP would claim 8x less compute.
+    model = find_model(ENTRIES, "Qwen/Qwen3-30B-A3B").model
+    plain = serving_shape(model, 1, 1.0, Parallelism(dp=8), quantized=False)
+    spread = serving_shape(model, 1, 1.0, Parallelism(dp=8, ep=8), quantized=False)
+    assert spread.matrix_params == plain.matrix_params
+    # with EP = TP the experts' work splits over the TP ranks as the dense layers' does
+    tp8 = serving_shape(model, 1, 1.0, Parallelism(tp=8, ep=8), quantized=False)
+    assert tp8.matrix_params == pytest.approx(plain.matrix_params / 8)

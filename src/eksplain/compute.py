@@ -175,7 +175,11 @@ def serving_shape(model: Model, weight_bytes: int, kv_bytes_per_token: float,
     k = arch.experts.experts_per_token if arch.experts else 0
     for lp, n in params.kinds_in(stage):
         dense = lp.attn_q_o + lp.attn_kv + lp.attn_replicated + lp.mlp + lp.shared_experts
-        per_token += n * (dense / par.tp + lp.expert_one * k / (par.ep if par.ep > 1 else par.tp))
+        # Each token's k experts are computed once across the TP ranks that share its batch:
+        # EP only moves that work between ranks (to where the experts live), and with EP over
+        # the DP ranks every rank computes other ranks' tokens, so balanced per-rank work stays
+        # k experts / TP per token (EP > TP does not shrink it further).
+        per_token += n * (dense + lp.expert_one * k) / par.tp
         experts += n * lp.experts
         matrices += n * lp.matrices
     per_token += _lm_head_matmul(arch) / par.tp

@@ -153,7 +153,11 @@ def test_cli_plan_text_and_schema(runner: CliRunner) -> None:
     result = runner.invoke(app, ["plan", str(ROOT / "examples" / "lora-llama-3.1-8b.yaml"),
                                  "--explain"])
     assert result.exit_code == 0, result.output
-    assert "why:" in result.output
+    assert "why (each with its glossary terms" in result.output
+    # every decision's terms are printed (not swallowed as console markup)
+    plan = PLANS["lora-llama-3.1-8b.yaml"]
+    for decision in plan.decisions:
+        assert f"(terms: {', '.join(decision.terms)})" in " ".join(result.output.split())
     assert "rejected:" in result.output
     schema = json.loads(runner.invoke(app, ["schema"]).output)
     assert {"model", "task"} <= set(schema["required"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from eksplain.api import Estimate, HardwareRow
@@ -189,10 +190,11 @@ def plan_lines(p: Plan, top: int, explain: bool) -> list[str]:
     lines = [f"[bold]plan[/bold] for {p.model_id} ({p.task}): {c.label}, {c.nodes} node"
              f"{'s' if c.nodes > 1 else ''}, {_money(c)}; {_latency(c, p.task)}",
              f"{p.evaluated} configurations evaluated, {len(p.alternatives) + 1} meet the spec, "
-             f"{len(p.rejections)} rejected", "", "why:"]
+             f"{len(p.rejections)} rejected", "",
+             "why (each with its glossary terms: eksplain explain TERM):" if explain else "why:"]
     for d in p.decisions:
-        terms = f" [{', '.join(d.terms)}]" if explain else ""
-        lines.append(f"- {d.text}{terms}")
+        terms = f" (terms: {', '.join(d.terms)})" if explain else ""
+        lines.append(f"- {escape(d.text)}{terms}")
     if p.alternatives:
         lines += ["", f"alternatives (top {min(top, len(p.alternatives))}):"]
         lines += [f"- {a.label}: {_money(a)}; {_latency(a, p.task)}"
@@ -201,7 +203,7 @@ def plan_lines(p: Plan, top: int, explain: bool) -> list[str]:
         f"{a.label} {_money(a)}" for a in p.pareto[:top])]
     if explain:
         lines += ["", "rejected:"]
-        lines += [f"- {r.label}: {r.reason}" for r in p.rejections]
+        lines += [f"- {r.label}: {escape(r.reason)}" for r in p.rejections]
     else:
         lines += ["", "rejections by reason: " + ", ".join(
             f"{code} {n}" for code, n in rejection_counts(p).items())

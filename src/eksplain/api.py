@@ -6,6 +6,8 @@
     models() -> catalogue entries
     hardware(family, min_memory) -> instance types with prices
     load_price_file(path) -> offerings from a user's CSV (front ends read files, the core does not)
+    simulate(WorkloadSpec, SimulateOptions) -> Simulation   the plan's choice under traffic
+    load_trace(path) -> Trace                                a CSV request trace for simulate
 
 Requests are pydantic models (the validation boundary); results are frozen dataclasses whose
 JSON forms (``eksplain.serialize``) are the contract documented in docs/json.md.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +33,14 @@ from eksplain.hardware import (
 )
 from eksplain.search import Plan
 from eksplain.search import plan as run_plan
-from eksplain.serialize import hardware_row_dict, model_entry_dict, plan_dict
+from eksplain.serialize import (
+    hardware_row_dict,
+    model_entry_dict,
+    plan_dict,
+    simulation_dict,
+)
+from eksplain.sim import Trace, parse_trace
+from eksplain.sim.scenario import SimulateOptions, Simulation, simulate_plan
 from eksplain.spec import WorkloadSpec, load_spec, spec_from_dict, spec_schema
 from eksplain.units import parse_bytes
 
@@ -39,16 +49,22 @@ __all__ = [
     "EstimateRequest",
     "HardwareRow",
     "Plan",
+    "SimulateOptions",
+    "Simulation",
+    "Trace",
     "WorkloadSpec",
     "estimate",
     "hardware",
     "hardware_row_dict",
     "load_price_file",
     "load_spec",
+    "load_trace",
     "model_entry_dict",
     "models",
     "plan",
     "plan_dict",
+    "simulate",
+    "simulation_dict",
     "spec_from_dict",
     "spec_schema",
 ]
@@ -129,3 +145,29 @@ def load_price_file(path: Path) -> tuple[Offering, ...]:
                                   price, row.get("price_date") or "", row.get("source") or
                                   str(path)))
     return tuple(offerings)
+
+
+def simulate(spec: WorkloadSpec, options: SimulateOptions | None = None,
+             offerings: tuple[Offering, ...] = (),
+             progress: Callable[[float], None] | None = None) -> Simulation:
+    """Plan ``spec``, then simulate its choice under the spec's traffic (or ``options.trace``)
+    with a fixed number of replicas: latency percentiles, SLO attainment, queue over time.
+
+    ``progress`` hears the simulated seconds done, once a simulated minute.
+    """
+    catalog = load_catalog()
+    if offerings:
+        catalog = dataclasses.replace(catalog, offerings=offerings + catalog.offerings)
+    chosen = run_plan(spec, catalog)
+    if chosen.choice is None:  # pragma: no cover - plan raises InfeasibleError first
+        raise InputError("The plan chose nothing to simulate.")
+    return simulate_plan(spec, chosen.choice, catalog, options or SimulateOptions(), progress)
+
+
+def load_trace(path: Path) -> Trace:
+    """A request trace: CSV with timestamp_s, input_tokens, output_tokens (errors name lines)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"Cannot read the trace {path}: {exc.strerror}.") from exc
+    return parse_trace(text.splitlines(), str(path))

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from eksplain.explain import Explanation
     from eksplain.explain.glossary import GlossaryEntry
     from eksplain.search.plan import Candidate, Plan
+    from eksplain.sim.metrics import LatencySummary
+    from eksplain.sim.scenario import Simulation
 
 __all__ = [
     "estimate_dict",
@@ -21,6 +23,7 @@ __all__ = [
     "hardware_row_dict",
     "model_entry_dict",
     "plan_dict",
+    "simulation_dict",
 ]
 
 
@@ -229,3 +232,40 @@ def explanation_dict(ex: Explanation) -> dict[str, Any]:
     if ex.impact_error:
         out["impact_error"] = ex.impact_error
     return out
+
+
+def _latency(s: LatencySummary) -> dict[str, Any]:
+    return {"count": s.count, "mean_s": _round(s.mean_s), "p50_s": _round(s.p50_s),
+            "p90_s": _round(s.p90_s), "p99_s": _round(s.p99_s), "max_s": _round(s.max_s)}
+
+
+def simulation_dict(sim: Simulation) -> dict[str, Any]:
+    r, cfg, lim = sim.result, sim.result.config, sim.limits
+    return {
+        "model": sim.model_id,
+        "choice": sim.choice.label,
+        "traffic": sim.traffic,
+        "duration_s": _round(cfg.duration_s, 3),
+        "simulated_s": _round(r.simulated_s, 3),
+        "seed": cfg.seed,
+        "replicas": cfg.replicas,
+        "routing": cfg.routing,
+        "engine": {"max_num_seqs": lim.max_num_seqs,
+                   "max_num_batched_tokens": lim.max_num_batched_tokens,
+                   "kv_blocks": lim.kv_blocks, "block_size": lim.block_size},
+        "requests": {"arrived": r.arrived, "completed": r.completed, "failed": r.failed,
+                     "in_flight": r.in_flight},
+        "preemptions": r.preemptions,
+        "throughput": {"requests_per_s": _round(r.requests_per_s, 4),
+                       "output_tokens_per_s": _round(r.output_tokens_per_s, 2)},
+        "queue_wait": _latency(r.queue_wait),
+        "ttft": _latency(r.ttft),
+        "tpot": _latency(r.tpot),
+        "e2e": _latency(r.e2e),
+        "estimated_tpot_s": _round(sim.estimated_tpot_s),
+        "slo_attainment": {k: _round(v, 4) for k, v in r.slo_attainment},
+        "queue_cap": cfg.queue_cap,
+        "stopped": r.stopped or None,
+        "timeline": [{"minute": m.minute, "waiting": m.waiting, "running": m.running,
+                      "replicas": m.replicas, "completed": m.completed} for m in r.timeline],
+    }

@@ -10,9 +10,12 @@ from eksplain.catalog import ModelEntry
 from eksplain.explain import Explanation
 from eksplain.explain.glossary import GlossaryEntry
 from eksplain.search import Candidate, Plan, rejection_counts
+from eksplain.sim.metrics import LatencySummary
+from eksplain.sim.scenario import Simulation
 from eksplain.units import GIB, format_bytes, format_duration
 
-__all__ = ["estimate_summary", "estimate_table", "hardware_table", "models_table"]
+__all__ = ["estimate_summary", "estimate_table", "hardware_table", "models_table",
+           "simulation_lines"]
 
 _BAR_WIDTH = 30
 
@@ -252,3 +255,53 @@ def glossary_table(entries: tuple[GlossaryEntry, ...]) -> Table:
         first = e.definition.split(". ")[0].rstrip(".") + "."
         table.add_row(e.key, e.term, first)
     return table
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f}"
+
+
+def _latency_table(sim: Simulation) -> Table:
+    r = sim.result
+    table = Table(title="Latency (ms)", title_justify="left")
+    for name in ("", "mean", "p50", "p90", "p99", "max", "requests"):
+        table.add_column(name, justify="left" if not name else "right")
+    rows: tuple[tuple[str, LatencySummary], ...] = (
+        ("queue wait", r.queue_wait), ("TTFT", r.ttft), ("TPOT", r.tpot),
+        ("end to end", r.e2e))
+    for name, s in rows:
+        table.add_row(name, _ms(s.mean_s), _ms(s.p50_s), _ms(s.p90_s), _ms(s.p99_s),
+                      _ms(s.max_s), f"{s.count:,}")
+    return table
+
+
+def simulation_lines(sim: Simulation) -> list[str | Table]:
+    r = sim.result
+    cfg = r.config
+    lim = sim.limits
+    lines: list[str | Table] = [
+        f"[bold]{escape(sim.model_id)}[/bold] on {escape(sim.choice.label)}, "
+        f"{cfg.replicas} replicas ({cfg.routing}), {format_duration(r.simulated_s)} simulated, "
+        f"seed {cfg.seed}",
+        f"traffic: {escape(sim.traffic)}",
+        f"engine: max_num_seqs {lim.max_num_seqs}, token budget "
+        f"{lim.max_num_batched_tokens:,}, {lim.kv_blocks:,} KV blocks of {lim.block_size} tokens",
+        "",
+        _latency_table(sim),
+        "",
+        f"requests: {r.arrived:,} arrived = {r.completed:,} completed + {r.failed:,} failed + "
+        f"{r.in_flight:,} in flight; {r.preemptions:,} preemptions",
+        f"throughput: {r.requests_per_s:,.2f} requests/s, {r.output_tokens_per_s:,.0f} output "
+        f"tokens/s; the estimator's TPOT at the plan's batch: {_ms(sim.estimated_tpot_s)} ms",
+    ]
+    for name, share in r.slo_attainment:
+        verdict = "holds" if share >= 0.95 else "[red]missed[/red]"
+        lines.append(f"SLO {name} p95: {share:.1%} of requests within target, {verdict}")
+    if r.timeline:
+        peak = max(r.timeline, key=lambda m: (m.waiting, m.minute))
+        lines.append(f"queue: at most {peak.waiting:,} waiting (minute {peak.minute}), "
+                     f"{r.timeline[-1].waiting:,} at the end")
+    if r.stopped:
+        lines.append(f"[red]stopped early:[/red] {escape(r.stopped)}")
+    lines.append("not simulated yet: autoscaling, cold starts, spot interruptions")
+    return lines

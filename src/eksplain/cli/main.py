@@ -303,6 +303,73 @@ def validate(
     sys.stdout.write(validation.render_markdown(report))
 
 
+class _SimProgress:
+    """A progress bar on stderr, shown only once a run has taken more than a second."""
+
+    def __init__(self, total_s: float) -> None:
+        import time
+
+        from rich.progress import Progress
+
+        self._clock = time.monotonic
+        self._start = self._clock()
+        self._total = total_s
+        self._bar = Progress(console=Console(stderr=True), transient=True)
+        self._task: Any = None
+
+    def __call__(self, done_s: float) -> None:
+        if self._task is None:
+            if self._clock() - self._start < 1.0:
+                return
+            self._bar.start()
+            self._task = self._bar.add_task("simulating", total=self._total)
+        self._bar.update(self._task, completed=done_s)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._bar.stop()
+
+
+@app.command()
+def simulate(
+    spec: Annotated[Path, typer.Argument(help="Workload spec (YAML) of a serving workload.")],
+    duration: Annotated[str, typer.Option(help="Simulated time, e.g. 1h or 30m.")] = "1h",
+    trace: Annotated[Path | None, typer.Option(
+        help="CSV trace (timestamp_s, input_tokens, output_tokens) to replay.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same "
+                                           "output.")] = 0,
+    replicas: Annotated[int | None, typer.Option(
+        help="Replicas (default: the plan's peak replicas).")] = None,
+    routing: Annotated[str, typer.Option(
+        help="round-robin, least-outstanding or central-queue.")] = "least-outstanding",
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Simulate the plan's choice under the spec's traffic: latency percentiles, SLO
+    attainment, queue over time (a fixed number of replicas; no autoscaling yet)."""
+    seconds = _call(lambda: parse_duration(duration))
+    progress = _SimProgress(seconds)
+
+    def call() -> api.Simulation:
+        workload = api.load_spec(spec)
+        options = api.SimulateOptions(
+            duration_s=seconds, seed=seed, replicas=replicas, routing=routing,
+            trace=api.load_trace(trace) if trace else None)
+        return api.simulate(workload, options, progress=progress)
+
+    try:
+        result = _call(call)
+    finally:
+        progress.close()
+    if json_output:
+        _print_json(api.simulation_dict(result))
+        return
+    from eksplain.cli.format import simulation_lines
+
+    console = _console()
+    for line in simulation_lines(result):
+        console.print(line)
+
+
 def run() -> None:
     """Console-script entry point."""
     app()

@@ -144,10 +144,12 @@ class _Sim:
             self.now = time_s
             if kind == STOP:
                 return
-            if kind == ARRIVAL:
-                self._arrive()
-            elif version == self.replicas[index].version:
-                self._run_end(index)
+            if kind != ARRIVAL:
+                if version == self.replicas[index].version:
+                    self._run_end(index)
+                continue
+            self._arrive()
+            # Only arrivals add to the queues (a preemption moves a running sequence back).
             if self._waiting() > self.cfg.queue_cap:
                 self.stopped = (f"the queue grew without bound: more than {self.cfg.queue_cap:,}"
                                 f" requests waiting at {time_s:,.0f} s; {self.cfg.replicas} "
@@ -163,7 +165,7 @@ class _Sim:
     def _arrive(self) -> None:
         time_s, prompt, output = self.pending
         self.arrived += 1
-        seq = Seq(time_s, prompt, output)
+        seq = Seq(self.arrived, time_s, prompt, output)
         if not self.replicas[0].fits_ever(seq):
             self.tally.failed += 1
         elif self.cfg.routing == "central-queue":

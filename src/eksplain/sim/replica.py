@@ -13,10 +13,17 @@ A step that only decodes (nothing to prefill, nobody to admit) repeats identical
 the context growing by one token a step, until a sequence finishes or blocks run out: such runs
 are planned as one ``Run`` of ``steps`` steps. Step time is linear in the context, so the run
 takes ``steps`` x the time of its middle step; an arrival can cut a run short at a step boundary.
+
+No work per decoding sequence per step: the replica counts its decode steps (``clock``) and a
+decoding sequence keeps its cached and generated tokens as offsets from that count, so the
+context of the whole batch is a sum kept up to date, the next completion is the top of a heap,
+and the blocks a run needs come from how many sequences sit at each position within a block
+(a sequence needs a new block at each step that starts with a full last block).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass
 
@@ -34,19 +41,26 @@ class EngineLimits:
 
 
 class Seq:
-    """One request inside the engine."""
+    """One request inside the engine. While decoding, its cached tokens are
+    ``base + clock`` and its generated tokens ``made + clock`` (``clock``: the replica's decode
+    steps so far); otherwise ``computed`` and ``generated`` hold them."""
 
-    __slots__ = ("arrival_s", "blocks", "computed", "first_token_s", "generated", "output",
-                 "prefill_to", "prompt", "started_s")
+    __slots__ = ("arrival_s", "base", "blocks", "computed", "decoding", "epoch", "first_token_s",
+                 "generated", "id", "made", "output", "prefill_to", "prompt", "started_s")
 
-    def __init__(self, arrival_s: float, prompt: int, output: int) -> None:
+    def __init__(self, ident: int, arrival_s: float, prompt: int, output: int) -> None:
+        self.id = ident
         self.arrival_s = arrival_s
         self.prompt = prompt
         self.output = output
         self.computed = 0  # tokens whose KV is in the cache
         self.prefill_to = prompt  # tokens to compute before decoding (more after a preemption)
         self.generated = 0
-        self.blocks = 0
+        self.blocks = 0  # while prefilling; a decoding sequence holds ceil(cached / block size)
+        self.decoding = False
+        self.base = 0
+        self.made = 0
+        self.epoch = 0  # bumped when the sequence leaves the decode set (stale heap entries)
         self.first_token_s = -1.0
         self.started_s = -1.0  # first admitted into a step
 
@@ -58,12 +72,71 @@ class Run:
     start_s: float
     step_s: float
     steps: int
-    decode: list[Seq]
+    decoding: bool  # whether the decode set takes part (it does in every step when not empty)
     prefill: list[tuple[Seq, int]]  # (sequence, prompt tokens computed in this step)
+    reserved: int  # blocks set aside for the decode set's growth over ``steps`` steps
 
 
 def _blocks(tokens: int, size: int) -> int:
     return -(-tokens // size)
+
+
+class _DecodeSet:
+    """The decoding sequences as aggregates over a shared step clock."""
+
+    def __init__(self, block_size: int) -> None:
+        self.size = block_size
+        self.clock = 0
+        self.count = 0
+        self.base_sum = 0
+        self.phase = [0] * block_size  # sequences by base mod block size
+        self.finish: list[tuple[int, int, int, Seq]] = []  # (clock at the end, id, epoch, seq)
+
+    def context(self) -> int:
+        return self.base_sum + self.count * self.clock
+
+    def add(self, seq: Seq) -> None:
+        seq.decoding = True
+        seq.base = seq.computed - self.clock
+        seq.made = seq.generated - self.clock
+        self.count += 1
+        self.base_sum += seq.base
+        self.phase[seq.base % self.size] += 1
+        heapq.heappush(self.finish, (seq.output - seq.made, seq.id, seq.epoch, seq))
+
+    def remove(self, seq: Seq) -> int:
+        """Take ``seq`` out (its tokens back in its fields); the blocks it held."""
+        seq.decoding = False
+        seq.epoch += 1
+        seq.computed = seq.base + self.clock
+        seq.generated = seq.made + self.clock
+        self.count -= 1
+        self.base_sum -= seq.base
+        self.phase[seq.base % self.size] -= 1
+        return _blocks(seq.computed, self.size)
+
+    def need(self, steps: int) -> int:
+        """New blocks for ``steps`` more decode steps: one per sequence whose cached tokens
+        fill their last block when a step starts."""
+        full, rest = divmod(steps, self.size)
+        need = full * self.count
+        for j in range(rest):
+            need += self.phase[-(self.clock + j) % self.size]
+        return need
+
+    def steps_to_finish(self) -> int:
+        while self.finish and self.finish[0][2] != self.finish[0][3].epoch:
+            heapq.heappop(self.finish)  # left the set (preempted) since it was pushed
+        return self.finish[0][0] - self.clock if self.finish else 0
+
+    def done(self) -> list[Seq]:
+        """Sequences whose last token the clock has reached, taken out of the set."""
+        out = []
+        while self.steps_to_finish() == 0 and self.finish:
+            seq = heapq.heappop(self.finish)[3]
+            self.remove(seq)
+            out.append(seq)
+        return out
 
 
 class Replica:
@@ -71,7 +144,9 @@ class Replica:
         self.limits = limits
         self.model = model
         self.waiting: deque[Seq] = deque()
-        self.running: list[Seq] = []
+        self.running: dict[int, Seq] = {}  # admission order: the last is preempted first
+        self.prefilling: dict[int, Seq] = {}
+        self.decode = _DecodeSet(limits.block_size)
         self.free_blocks = limits.kv_blocks
         self.run: Run | None = None
         self.version = 0  # bumped when a planned run is cut short (its old end event is stale)
@@ -89,39 +164,32 @@ class Replica:
         """The next run, with its blocks allocated; None when there is nothing to do."""
         if not self.running and not self.waiting:
             return None
-        decode = self._reserve_decode()
-        budget = self.limits.max_num_batched_tokens - len(decode)
+        while self.decode.need(1) > self.free_blocks:
+            self._preempt()
+        budget = self.limits.max_num_batched_tokens - self.decode.count
         prefill = self._prefill_running(budget)
         budget -= sum(chunk for _, chunk in prefill)
         prefill += self._admit(budget, now)
-        if not decode and not prefill:
+        if not self.decode.count and not prefill:
             # Partly prefilled prompts hold every block: free the newest and try again.
             self._preempt()
             return self.plan(now)
-        if prefill:
-            context = sum(s.computed for s in decode)
-            tokens = sum(chunk for _, chunk in prefill)
-            step = self.model.step_time_s(len(decode), context, tokens)
-            return Run(now, step, 1, decode, prefill)
-        steps = self._decode_steps(decode)
-        middle = sum(s.computed for s in decode) + len(decode) * (steps - 1) / 2
-        return Run(now, self.model.step_time_s(len(decode), middle, 0), steps, decode, [])
-
-    def _reserve_decode(self) -> list[Seq]:
-        """Decoding sequences with a block for their next token, preempting until there is."""
-        size = self.limits.block_size
-        while True:
-            decode = [s for s in self.running if s.computed >= s.prefill_to]
-            need = sum(_blocks(s.computed + 1, size) - s.blocks for s in decode)
-            if need <= self.free_blocks:
-                for s in decode:
-                    self._grow(s, s.computed + 1)
-                return decode
-            self._preempt()
+        d = self.decode
+        steps = 1 if prefill else self._decode_steps()
+        reserved = d.need(steps)
+        self.free_blocks -= reserved
+        middle = d.context() + d.count * (steps - 1) / 2
+        tokens = sum(chunk for _, chunk in prefill)
+        step = self.model.step_time_s(d.count, middle, tokens)
+        return Run(now, step, steps, d.count > 0, prefill, reserved)
 
     def _preempt(self) -> None:
-        victim = self.running.pop()  # the most recently admitted
-        self.free_blocks += victim.blocks
+        victim = self.running.pop(next(reversed(self.running)))  # the most recently admitted
+        if victim.decoding:
+            self.free_blocks += self.decode.remove(victim)
+        else:
+            del self.prefilling[victim.id]
+            self.free_blocks += victim.blocks
         victim.blocks = 0
         victim.computed = 0
         victim.prefill_to = victim.prompt + victim.generated
@@ -135,20 +203,23 @@ class Replica:
             self.free_blocks -= extra
 
     def _chunk(self, seq: Seq, budget: int) -> int:
-        """Prompt tokens of ``seq`` this step can compute: within the budget and free blocks."""
+        """Prompt tokens of ``seq`` this step can compute: within the budget and free blocks,
+        keeping back the blocks the decode set needs for this step."""
         size = self.limits.block_size
-        room = (seq.blocks + self.free_blocks) * size - seq.computed
+        free = self.free_blocks - self.decode.need(1)
+        room = (seq.blocks + free) * size - seq.computed
         return max(0, min(seq.prefill_to - seq.computed, budget, room))
 
     def _prefill_running(self, budget: int) -> list[tuple[Seq, int]]:
         chunks = []
-        for s in self.running:
-            if s.computed < s.prefill_to and budget > 0:
-                chunk = self._chunk(s, budget)
-                if chunk:
-                    self._grow(s, s.computed + chunk)
-                    chunks.append((s, chunk))
-                    budget -= chunk
+        for s in self.prefilling.values():
+            if budget <= 0:
+                break
+            chunk = self._chunk(s, budget)
+            if chunk:
+                self._grow(s, s.computed + chunk)
+                chunks.append((s, chunk))
+                budget -= chunk
         return chunks
 
     def _admit(self, budget: int, now: float) -> list[tuple[Seq, int]]:
@@ -159,7 +230,8 @@ class Replica:
             if chunk == 0:
                 break  # vLLM admits in order: the head waits for blocks
             self.waiting.popleft()
-            self.running.append(s)
+            self.running[s.id] = s
+            self.prefilling[s.id] = s
             if s.started_s < 0:
                 s.started_s = now
             self._grow(s, s.computed + chunk)
@@ -167,23 +239,17 @@ class Replica:
             budget -= chunk
         return chunks
 
-    def _decode_steps(self, decode: list[Seq]) -> int:
+    def _decode_steps(self) -> int:
         """Identical decode steps until the first sequence finishes or the blocks run out (one
-        step's blocks are already reserved); the blocks for all of them are allocated."""
-        size = self.limits.block_size
-        steps = min(s.output - s.generated for s in decode)
-
-        def need(k: int) -> int:
-            return sum(max(0, _blocks(s.computed + k, size) - s.blocks) for s in decode)
-
-        if need(steps) > self.free_blocks:
-            low, high = 1, steps  # need(low) == 0 <= free; need(high) > free
+        step's blocks are free: ``plan`` preempted until they were)."""
+        d = self.decode
+        steps = d.steps_to_finish()
+        if d.need(steps) > self.free_blocks:
+            low, high = 1, steps  # need(low) <= free < need(high)
             while high - low > 1:
                 mid = (low + high) // 2
-                low, high = (mid, high) if need(mid) <= self.free_blocks else (low, mid)
+                low, high = (mid, high) if d.need(mid) <= self.free_blocks else (low, mid)
             steps = low
-        for s in decode:
-            self._grow(s, s.computed + steps)
         return steps
 
     def cut(self, at_s: float) -> float | None:
@@ -195,6 +261,8 @@ class Replica:
         done = max(1, -int(-(at_s - run.start_s) // run.step_s))
         if done >= run.steps:
             return None
+        self.free_blocks += run.reserved - self.decode.need(done)  # give back the rest
+        run.reserved = self.decode.need(done)
         run.steps = done
         self.version += 1
         return run.start_s + done * run.step_s
@@ -204,25 +272,24 @@ class Replica:
         run = self.run
         assert run is not None
         self.run = None
-        size = self.limits.block_size
-        for s in run.decode:
-            s.computed += run.steps
-            s.generated += run.steps
-            # Give back blocks reserved for steps a cut run did not take.
-            spare = s.blocks - _blocks(s.computed, size)
-            if spare > 0:
-                s.blocks -= spare
-                self.free_blocks += spare
+        if run.decoding:
+            self.decode.clock += run.steps
+        done = self.decode.done()
         for s, chunk in run.prefill:
             s.computed += chunk
-            if s.computed >= s.prefill_to:
-                s.generated += 1  # the step that ends a prefill samples a token
-                if s.first_token_s < 0:
-                    s.first_token_s = end_s
-        done = [s for s in self.running if s.generated >= s.output]
-        if done:
-            self.running = [s for s in self.running if s.generated < s.output]
-            for s in done:
-                self.free_blocks += s.blocks
-                s.blocks = 0
+            if s.computed < s.prefill_to:
+                continue
+            s.generated += 1  # the step that ends a prefill samples a token
+            if s.first_token_s < 0:
+                s.first_token_s = end_s
+            del self.prefilling[s.id]
+            if s.generated >= s.output:
+                done.append(s)
+            else:
+                s.blocks = 0  # held implicitly from now on
+                self.decode.add(s)
+        for s in done:
+            del self.running[s.id]
+            self.free_blocks += s.blocks or _blocks(s.computed, self.limits.block_size)
+            s.blocks = 0
         return done

@@ -243,3 +243,39 @@ def test_simulate_facade_replays_a_trace(tmp_path: Path) -> None:
                                                  trace=api.load_trace(trace)))
     assert sim.traffic == "trace of 2 requests"
     assert (sim.result.completed, sim.result.output_tokens) == (2, 50)
+
+
+def test_runs_of_decode_steps_take_the_time_of_each_step() -> None:
+    """One request alone: a prefill step, then output - 1 decode steps whose time grows with
+    the context; planned as runs of identical steps at the middle step's time, which is exact
+    for a step time linear in the context."""
+    prompt, output = 100, 50
+    model = LinearStepModel(fixed_s=0.01, per_seq_s=0.001, per_context_token_s=1e-5,
+                            per_prefill_token_s=1e-4)
+    cfg = SimConfig(duration_s=60, replicas=1, limits=EngineLimits(4, 512, 1000))
+    trace = parse_trace(["timestamp_s,input_tokens,output_tokens", f"0,{prompt},{output}"], "t")
+    r = simulate_replicas(cfg, model, trace, (Fixed(1), Fixed(1)))
+    ttft = model.step_time_s(0, 0, prompt)
+    decode = sum(model.step_time_s(1, prompt + i, 0) for i in range(output - 1))
+    assert r.ttft.mean_s == pytest.approx(ttft, rel=1e-9)
+    assert r.e2e.mean_s == pytest.approx(ttft + decode, rel=1e-9)
+
+
+def test_an_arrival_joins_the_batch_at_the_next_step_boundary() -> None:
+    """A second request arriving during the first one's decode run is admitted at the step
+    boundary after it arrives, not at the end of the run."""
+    model = LinearStepModel(fixed_s=0.01)  # every step 10 ms
+    cfg = SimConfig(duration_s=60, replicas=1, limits=EngineLimits(4, 512, 1000))
+    trace = parse_trace(["timestamp_s,input_tokens,output_tokens", "0,10,100", "0.125,10,5"],
+                        "t")
+    r = simulate_replicas(cfg, model, trace, (Fixed(1), Fixed(1)))
+    # Steps end at 10, 20, ... ms: the second request waits from 125 ms to the 130 ms boundary.
+    assert r.queue_wait.max_s == pytest.approx(0.005, abs=1e-9)
+    assert r.completed == 2
+
+
+def test_progress_hears_each_simulated_minute() -> None:
+    heard: list[float] = []
+    cfg = SimConfig(duration_s=180, replicas=1, limits=SMALL)
+    simulate_replicas(cfg, STEP, Poisson(1.0), (Fixed(10), Fixed(10)), heard.append)
+    assert heard == [60.0, 120.0, 180.0]

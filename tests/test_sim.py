@@ -279,3 +279,22 @@ def test_progress_hears_each_simulated_minute() -> None:
     cfg = SimConfig(duration_s=180, replicas=1, limits=SMALL)
     simulate_replicas(cfg, STEP, Poisson(1.0), (Fixed(10), Fixed(10)), heard.append)
     assert heard == [60.0, 120.0, 180.0]
+
+
+def test_cli_simulate_replays_the_specs_own_trace(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "trace.csv").write_text("timestamp_s,input_tokens,output_tokens\n0,100,20\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("model: meta-llama/Llama-3.1-8B\ntask: inference\n"
+                    "traffic: {rps: 1, trace: trace.csv}\n")
+    result = runner.invoke(app, ["simulate", str(spec), "--duration", "1m", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["traffic"] == "trace of 1 request"
+    assert data["requests"]["completed"] == 1
+
+
+def test_cli_simulate_unknown_routing(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["simulate", "examples/chat-llama-3.1-8b.yaml", "--duration",
+                                 "1m", "--routing", "round-robbin"])
+    assert result.exit_code == 2
+    assert "round-robin" in result.output

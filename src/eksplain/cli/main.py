@@ -351,9 +351,12 @@ def simulate(
 
     def call() -> api.Simulation:
         workload = api.load_spec(spec)
+        # --trace, else the spec's traffic.trace (a path relative to the spec file).
+        named = workload.traffic.trace
+        trace_path = trace or (spec.parent / named if named else None)
         options = api.SimulateOptions(
             duration_s=seconds, seed=seed, replicas=replicas, routing=routing,
-            trace=api.load_trace(trace) if trace else None)
+            trace=api.load_trace(trace_path) if trace_path else None)
         return api.simulate(workload, options, progress=progress)
 
     try:

@@ -71,7 +71,8 @@ def _lengths(mean: int, p95: int) -> LengthDist:
 def traffic_for(spec: WorkloadSpec, trace: Trace | None) -> tuple[ArrivalProcess, str]:
     t = spec.traffic
     if trace is not None:
-        return trace, f"trace of {len(trace.rows):,} requests"
+        n = len(trace.rows)
+        return trace, f"trace of {n:,} request{'' if n == 1 else 's'}"
     if t.pattern == "daily":
         shape = _daily_shape(t.peak_to_mean)
         busiest = shape.index(max(shape))

@@ -1,10 +1,11 @@
 """Speed of the simulator: one hour at 50 requests/s over the replicas the plan needs.
 
-    python bench/bench_sim.py [--profile]
+    python bench/bench_sim.py [--replicas N] [--profile]
 
 Target (issue 7): one hour of traffic at 50 requests/s (180,000 requests, mean 256 output
 tokens) in under 10 s wall on one core. Prints wall time and simulated requests per wall
-second. The replica count is the plan's peak (fixed: autoscaling is not simulated yet).
+second. The replica count is the plan's peak, or ``--replicas`` (fixed: autoscaling is not
+simulated yet).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ SPEC = {
 
 def main() -> None:
     spec = api.spec_from_dict(SPEC, "bench spec")
-    options = api.SimulateOptions(duration_s=3600.0, seed=0)
+    replicas = int(sys.argv[sys.argv.index("--replicas") + 1]) if "--replicas" in sys.argv else None
+    options = api.SimulateOptions(duration_s=3600.0, seed=0, replicas=replicas)
     api.simulate(spec, api.SimulateOptions(duration_s=1.0))  # warm the plan's caches
     profiler = cProfile.Profile() if "--profile" in sys.argv else None
     start = time.perf_counter()

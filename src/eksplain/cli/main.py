@@ -304,7 +304,7 @@ def validate(
 
 
 class _SimProgress:
-    """A progress bar on stderr, shown only once a run has taken more than a second."""
+    """A progress bar on stderr, shown only on a terminal once a run has taken a second."""
 
     def __init__(self, total_s: float) -> None:
         import time
@@ -314,12 +314,14 @@ class _SimProgress:
         self._clock = time.monotonic
         self._start = self._clock()
         self._total = total_s
-        self._bar = Progress(console=Console(stderr=True), transient=True)
+        console = Console(stderr=True)
+        self._shown = console.is_terminal
+        self._bar = Progress(console=console, transient=True)
         self._task: Any = None
 
     def __call__(self, done_s: float) -> None:
         if self._task is None:
-            if self._clock() - self._start < 1.0:
+            if not self._shown or self._clock() - self._start < 1.0:
                 return
             self._bar.start()
             self._task = self._bar.add_task("simulating", total=self._total)

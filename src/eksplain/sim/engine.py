@@ -81,7 +81,6 @@ class _Tally:
         self.slos = slos
         self.wait, self.ttft, self.tpot, self.e2e = (Histogram() for _ in range(4))
         self.met = {"ttft": 0, "tpot": 0, "e2e": 0}
-        self.tpot_count = 0
         self.output_tokens = 0
         self.failed = 0
 

@@ -5,8 +5,9 @@
                minute on average at the peak rate); flat at 1 -> Poisson
     lengths:   lognormal fitted to the spec's mean and p95 (fixed when they are equal)
     replicas:  the plan's peak replicas, or the caller's count (fixed for the whole run)
-    engine:    the plan's max_num_seqs, vLLM's token budget (data/calibration.yaml), the KV
-               blocks and block size of an estimate of the chosen setup
+    engine:    max_num_seqs = the plan's batch (as ``render`` deploys it), vLLM's token budget
+               (data/calibration.yaml), the KV blocks and block size of an estimate of the
+               chosen setup
     steps:     ``EstimatorStepModel`` of that same estimate
 """
 
@@ -104,6 +105,15 @@ def _estimate(spec: WorkloadSpec, c: Candidate, catalog: HardwareCatalog) -> Est
         capacity_type=spec.constraints.capacity_type, storage="s3"), catalog)
 
 
+def _max_num_seqs(choice: Candidate, batch: int) -> int:
+    """The plan's batch (the concurrency whose TPOT holds the SLO), within the engine's limit:
+    the ``--max-num-seqs`` that ``eksplain render`` gives vLLM for this plan."""
+    limit = choice.detail("max_num_seqs")
+    planned = choice.detail("batch")
+    seqs = int(planned) if isinstance(planned, int | float) else batch
+    return min(seqs, int(limit)) if isinstance(limit, int | float) else seqs
+
+
 def _check(spec: WorkloadSpec, options: SimulateOptions) -> None:
     if spec.task != "inference" or spec.tokens.output_mean < 1:
         raise InputError(f"simulate runs online generation (task: inference); this spec's task "
@@ -124,9 +134,8 @@ def simulate_plan(spec: WorkloadSpec, choice: Candidate, catalog: HardwareCatalo
     if est.kv is None or est.speed.serving is None:
         raise InputError(f"No serving estimate for {choice.label}.")
     t = spec.tokens
-    seqs = choice.detail("max_num_seqs")
     limits = EngineLimits(
-        max_num_seqs=int(seqs) if isinstance(seqs, int | float) else est.speed.serving.batch,
+        max_num_seqs=_max_num_seqs(choice, est.speed.serving.batch),
         max_num_batched_tokens=load_calibration().engine("vllm").max_num_batched_tokens,
         kv_blocks=est.kv.blocks, block_size=est.kv.block_size)
     replicas = options.replicas or int(choice.detail("replicas_peak") or choice.dp)

@@ -2,6 +2,8 @@
 
     estimate(EstimateRequest, offerings=None) -> Estimate   memory, speed and cost of one setup
     plan(WorkloadSpec, offerings=None) -> Plan               the cheapest setup that meets a spec
+    explain(term, model=None, hardware=None) -> Explanation   a glossary term, for a workload
+    glossary() -> every glossary entry
     load_spec(path) / spec_schema()                          the workload spec
     models() -> catalogue entries
     hardware(family, min_memory) -> instance types with prices
@@ -21,6 +23,9 @@ from pathlib import Path
 from eksplain.catalog import ModelEntry, load_models
 from eksplain.errors import InputError
 from eksplain.estimate import Estimate, EstimateRequest, run_estimate
+from eksplain.explain import Explanation, GlossaryEntry
+from eksplain.explain import explain as run_explain
+from eksplain.explain import glossary as load_glossary_entries
 from eksplain.hardware import (
     InstanceType,
     Offering,
@@ -37,10 +42,14 @@ from eksplain.units import parse_bytes
 __all__ = [
     "Estimate",
     "EstimateRequest",
+    "Explanation",
+    "GlossaryEntry",
     "HardwareRow",
     "Plan",
     "WorkloadSpec",
     "estimate",
+    "explain",
+    "glossary",
     "hardware",
     "hardware_row_dict",
     "load_price_file",
@@ -74,6 +83,18 @@ def plan(spec: WorkloadSpec, offerings: tuple[Offering, ...] = ()) -> Plan:
     if offerings:
         catalog = dataclasses.replace(catalog, offerings=offerings + catalog.offerings)
     return run_plan(spec, catalog)
+
+
+def explain(term: str, model: str | None = None, hardware: str | None = None,
+            input_tokens: int = 512, output_tokens: int = 256) -> Explanation:
+    """A glossary term (key, name or alias): its definition, why it matters, where eksplain
+    uses it, and its figures for the workload (Llama-3.1-8B on an H100 when none is given)."""
+    return run_explain(term, model, hardware, input_tokens, output_tokens)
+
+
+def glossary() -> tuple[GlossaryEntry, ...]:
+    """Every glossary entry, in the seed glossary's order."""
+    return load_glossary_entries()
 
 
 def models() -> tuple[ModelEntry, ...]:

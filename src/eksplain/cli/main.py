@@ -218,10 +218,7 @@ def explain_term(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A glossary term: what it is, why it matters, and what it means for your workload."""
-    from eksplain import explain as glossary_use_case
-
-    result = _call(lambda: glossary_use_case.explain(term, model, hardware, input_tokens,
-                                                     output_tokens))
+    result = _call(lambda: api.explain(term, model, hardware, input_tokens, output_tokens))
     if json_output:
         from eksplain.serialize import explanation_dict
 
@@ -239,9 +236,7 @@ def glossary(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every glossary term with its key and a one-line definition."""
-    from eksplain import explain as glossary_use_case
-
-    entries = _call(glossary_use_case.glossary)
+    entries = _call(api.glossary)
     if json_output:
         from eksplain.serialize import glossary_entry_dict
 

@@ -18,7 +18,10 @@ from eksplain.explain.glossary import GlossaryEntry, find_term, load_glossary
 from eksplain.explain.impacts import IMPACTS, Impact, Workload, fewest_devices
 from eksplain.search import DECISION_TERMS
 
-__all__ = ["DEFAULT_HARDWARE", "DEFAULT_MODEL", "Explanation", "explain", "glossary", "used_by"]
+__all__ = [
+    "DEFAULT_HARDWARE", "DEFAULT_MODEL", "Explanation", "GlossaryEntry", "explain", "glossary",
+    "used_by",
+]
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B"
 DEFAULT_HARDWARE = "h100"

@@ -303,3 +303,14 @@ def test_training_time_and_cost() -> None:
     trainium = _rows(explain("trainium").impact)
     assert trainium["trn1.32xlarge"][1] == "aws-trainium"
     assert trainium["p5.48xlarge"][4] == full[3]
+
+
+def test_bad_hardware_is_an_error_and_formats_without_kernels_are_marked(
+        runner: CliRunner) -> None:
+    bad = runner.invoke(app, ["explain", "attention", "--hardware", "zz9"])
+    assert bad.exit_code == 2
+    assert "Unknown accelerator" in bad.output
+    rows = _rows(explain("quantization", hardware="inf2.xlarge").impact)
+    assert rows["awq"][2] == "no kernels here"  # AWQ has CUDA kernels only
+    assert rows["fp8"][2] == "yes"
+    assert rows["awq"][4].startswith("g4dn.xlarge")  # the cheapest GPU that holds it

@@ -142,11 +142,16 @@ def quantization(w: Workload) -> Impact:
     catalog = load_catalog()
     rows = []
     for fmt in FORMATS:
-        est = _estimate(w, dtype=fmt)
+        cheapest = _cheapest_fit(w, fmt, catalog)
+        try:
+            est = _estimate(w, dtype=fmt)
+        except EksplainError:  # no kernels for this format on the workload's accelerator
+            rows.append((fmt, "-", "no kernels here", "-", cheapest))
+            continue
         s = est.speed.serving
         tpot = f"{s.tpot_s * 1000:.1f}" if s and est.fits else "-"
         rows.append((fmt, _gib(est.memory.weights_bytes), "yes" if est.fits else "no", tpot,
-                     _cheapest_fit(w, fmt, catalog)))
+                     cheapest))
     return Impact(f"Weight formats for {w.model.id} on {w.hardware}",
                   ("format", "weights GiB", "fits", "TPOT ms at batch 1", "cheapest that fits"),
                   tuple(rows), ("4-bit formats keep a 16-bit scale per group of weights, so they "

@@ -1,5 +1,5 @@
 """render: every serving example renders and validates; golden files; determinism; the
-checker names each class of inconsistency; unsupported workloads are refused."""
+checker names each class of inconsistency; unsupported workloads are refused; the CLI."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from eksplain import api
 from eksplain.catalog import resolve_model
+from eksplain.cli.main import app
 from eksplain.errors import RenderError
 from eksplain.hardware import HardwareCatalog, Offering, load_catalog
 from eksplain.render import Manifests, RenderOptions, render_plan
@@ -294,3 +296,22 @@ def test_existing_directory_needs_force_and_keeps_other_files(tmp_path: Path) ->
     assert kustomization["resources"] == [n for n, _ in files if n.endswith(".yaml")
                                           and n != "kustomization.yaml"]
 
+
+def test_cli_render_writes_checks_and_streams(tmp_path: Path) -> None:
+    runner = CliRunner()
+    spec = str(EXAMPLES / "chat-llama-3.1-8b.yaml")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["render", spec, "-o", str(out), "--check"])
+    assert result.exit_code == 0, result.output
+    assert "checked: 11 objects" in result.output
+    assert (out / "README.md").exists()
+    again = runner.invoke(app, ["render", spec, "-o", str(out)])
+    assert again.exit_code == 2
+    assert "already exists" in again.output
+    streamed = runner.invoke(app, ["render", spec, "--stdout"])
+    assert streamed.exit_code == 0
+    docs = list(yaml.safe_load_all(streamed.output))
+    assert [d["kind"] for d in docs][:2] == ["Namespace", "ResourceQuota"]
+    refused = runner.invoke(app, ["render", str(EXAMPLES / "pretrain-7b-1t.yaml"), "--stdout"])
+    assert refused.exit_code == 2
+    assert "pre-training" in refused.output

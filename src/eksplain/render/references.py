@@ -58,6 +58,12 @@ def _secret_refs(pod: Obj) -> Iterator[tuple[str, str]]:
                     yield f"{group}[{i}].env[{j}].valueFrom.secretKeyRef.name", ref["name"]
 
 
+def _secret_volumes(pod: Obj) -> Iterator[tuple[str, str]]:
+    for i, vol in enumerate(pod.get("volumes", [])):
+        if "secret" in vol:
+            yield f"volumes[{i}].secret.secretName", vol["secret"]["secretName"]
+
+
 def _check_pod_refs(objs: list[Obj], workload: Obj, pod: Obj,
                     external: tuple[str, ...]) -> Iterator[Finding]:
     ns = namespace_of(workload)
@@ -74,7 +80,7 @@ def _check_pod_refs(objs: list[Obj], workload: Obj, pod: Obj,
             yield Finding(where, f"spec.template.spec.volumes[{i}].configMap",
                           f"ConfigMap {cm!r} is not in the render: add it or fix the name")
     secrets = _names(objs, "Secret", ns) | set(external)
-    for field, name in _secret_refs(pod):
+    for field, name in (*_secret_refs(pod), *_secret_volumes(pod)):
         if name not in secrets:
             yield Finding(where, f"spec.template.spec.{field}",
                           f"Secret {name!r} is neither rendered nor one the README asks you to "

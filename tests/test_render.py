@@ -236,6 +236,14 @@ def test_quota_too_small_is_named() -> None:
     assert "at least 5" in finding.message
 
 
+def test_node_pool_limit_below_the_peak_is_named() -> None:
+    objs = _broken("rag-llama-3.1-70b-32k")  # 10 replicas of 2 GPUs, 4 per p5.48xlarge node
+    _find(tuple(objs), "NodePool")["spec"]["limits"]["nvidia.com/gpu"] = "16"
+    finding = _only(_check(tuple(objs)), "NodePool")
+    assert finding.field == "spec.limits.nvidia.com/gpu"
+    assert "needs 3 p5.48xlarge nodes" in finding.message
+
+
 def _with_cache(name: str, cache: str) -> Plan:
     plan = _plan(name)
     extras = tuple((k, cache if k == "model_cache" else v) for k, v in plan.extras)

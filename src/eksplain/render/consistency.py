@@ -1,7 +1,8 @@
 """Cross-object checks: what schemas cannot see, and what leaves pods Pending in a real cluster.
 
     nodes        every pod's nodeSelector is provided by an emitted NodePool (its template
-                 labels or single-valued In requirements), and the pod tolerates its taints
+                 labels or single-valued In requirements), the pod tolerates its taints, and
+                 the NodePool's limits leave room for the nodes the maximum replicas need
     capacity     a pod's requests fit the allocatable of the NodePool's instance type
     quota        the namespace's ResourceQuota covers the most the autoscaler asks for
     references   PVC, StorageClass, Secret, ConfigMap and ServiceAccount names resolve
@@ -13,10 +14,11 @@ Secrets the user must create (the Hugging Face token) are passed in as ``externa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
-from eksplain.hardware import HardwareCatalog, InstanceType
+from eksplain.hardware import HardwareCatalog, InstanceType, Resources
 from eksplain.render.references import (
     check_references,
     check_selectors,
@@ -98,6 +100,7 @@ def _check_nodes(objs: list[Obj], catalog: HardwareCatalog) -> Iterator[Finding]
                           "the matching toleration")
             continue
         yield from _check_capacity(workload, pod, pool, catalog)
+        yield from _check_pool_limits(objs, workload, pod, pool, catalog)
 
 
 def _instance_of(pool: Obj, catalog: HardwareCatalog) -> InstanceType | None:
@@ -110,8 +113,7 @@ def _check_capacity(workload: Obj, pod: Obj, pool: Obj,
     inst = _instance_of(pool, catalog)
     if inst is None:
         return
-    alloc = inst.allocatable
-    limits = {"cpu": alloc.cpu_millicores, "memory": alloc.memory_bytes, **dict(alloc.extended)}
+    limits = _amounts(inst.allocatable)
     for name, asked in sorted(pod_requests(pod).items()):
         have = limits.get(name)
         if have is not None and asked > have:
@@ -120,6 +122,35 @@ def _check_capacity(workload: Obj, pod: Obj, pool: Obj,
                           f"the pod requests {asked:,} ({name}) but {inst.name} has {have:,} "
                           f"allocatable (NodePool/{pool['metadata']['name']}): lower the request "
                           "or choose a larger instance type")
+
+
+def _amounts(res: Resources) -> dict[str, int]:
+    """Resources keyed as in a pod's requests (CPU in millicores, memory in bytes)."""
+    return {"cpu": res.cpu_millicores, "memory": res.memory_bytes, **dict(res.extended)}
+
+
+def _check_pool_limits(objs: list[Obj], workload: Obj, pod: Obj, pool: Obj,
+                       catalog: HardwareCatalog) -> Iterator[Finding]:
+    """Karpenter stops launching nodes at the NodePool's limits (counted in node capacity):
+    the nodes that the workload's maximum replicas need must fit under them."""
+    inst = _instance_of(pool, catalog)
+    limits = pool["spec"].get("limits") or {}
+    if inst is None or not limits:
+        return
+    have = _amounts(inst.allocatable)
+    asked = {k: v for k, v in pod_requests(pod).items() if v > 0 and k in have}
+    per_node = min((have[k] // v for k, v in asked.items()), default=1)
+    if per_node < 1:
+        return  # a pod that fits no node is reported by _check_capacity
+    nodes = math.ceil(_max_replicas(objs, workload) / per_node)
+    capacity = _amounts(inst.capacity)
+    for name, value in sorted(limits.items()):
+        need = capacity.get(name, 0) * nodes
+        if need > _amount(name, value):
+            yield Finding(object_ref(pool), f"spec.limits.{name}",
+                          f"allows {value} but {object_ref(workload)} needs {nodes} "
+                          f"{inst.name} nodes at its maximum replicas ({per_node} pods per "
+                          f"node), {need:,} ({name}): raise the limit or lower the replicas")
 
 
 def _max_replicas(objs: list[Obj], workload: Obj) -> int:

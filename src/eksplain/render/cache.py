@@ -77,7 +77,8 @@ def _storage_class(ctx: RenderContext) -> dict[str, Any]:
     return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
             "metadata": {"name": f"{ctx.name}-{ctx.cache}", "labels": dict(ctx.labels)},
             "provisioner": provisioner, "parameters": params,
-            "reclaimPolicy": "Retain", "volumeBindingMode": "Immediate"}
+            # A cache can be refilled: deleting the claim deletes the file system and its bill.
+            "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}
 
 
 def cache_objects(ctx: RenderContext) -> list[dict[str, Any]]:

@@ -87,6 +87,9 @@ def _readme(manifests: Manifests) -> str:
     else:
         lines.append(f"- the {ctx.cache} CSI driver, and the placeholders (`REPLACE-ME`) in "
                      "`20-model-cache.yaml` set to your subnet, security group or file system")
+        lines.append("- the cache seeded with the model before the first rollout: the startup "
+                     "probe allows the plan's cold start from the cache, not a download from "
+                     "the Hugging Face hub")
     return "\n".join(lines) + "\n"
 
 

@@ -289,6 +289,17 @@ def test_unknown_fields_fail_the_schemas() -> None:
     assert "imagePulPolicy" in _only(findings, "Deployment").message
 
 
+def test_metadata_scope_and_names_are_checked() -> None:
+    objs = _broken()
+    _find(tuple(objs), "NodePool")["metadata"]["namespace"] = "default"
+    _find(tuple(objs), "ServiceMonitor")["metadata"]["labelz"] = {}
+    _find(tuple(objs), "Service")["metadata"]["name"] = "Chat_Server"
+    findings = _check(tuple(objs))
+    assert "cluster-scoped" in _only(findings, "NodePool").message
+    assert "labelz" in _only(findings, "ServiceMonitor").message
+    assert any(f.field == "metadata.name" and "Chat_Server" in f.message for f in findings)
+
+
 # --- what render refuses ----------------------------------------------------------------------
 
 

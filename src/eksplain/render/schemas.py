@@ -4,15 +4,19 @@ Core kinds go to ``kubernetes-validate`` in strict mode (unknown fields rejected
 Kubernetes version below. Custom resources go to the upstream CRD schemas packaged in
 ``eksplain/data/crds`` (see its README), checked with Kubernetes semantics rather than plain JSON
 Schema: objects that declare properties are closed, ``nullable`` admits null, defaults are
-filled in before ``required`` is checked, and the root ``metadata`` is left to the API server's
-ObjectMeta rules. CEL rules (``x-kubernetes-validations``) are not evaluated.
+filled in before ``required`` is checked, and the root ``metadata`` (which CRDs leave to the
+API server's ObjectMeta rules) is checked with the core schema, its namespace against the CRD's
+scope. Names are checked for RFC 1123 syntax. CEL rules (``x-kubernetes-validations``) are not
+evaluated.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -80,14 +84,21 @@ def _crd_file(name: str) -> Any:
     return json.loads(node.read_text(encoding="utf-8"))
 
 
+@dataclass(frozen=True)
+class _Crd:
+    validator: jsonschema.Draft4Validator
+    schema: dict[str, Any]  # closed as the API server's strict field validation is
+    namespaced: bool
+
+
 @functools.cache
-def _crd_validator(api_version: str, kind: str,
-                   ) -> tuple[jsonschema.Draft4Validator, dict[str, Any]] | None:
-    """The validator of a packaged CRD (compiled once), and its closed schema."""
+def _crd(api_version: str, kind: str) -> _Crd | None:
+    """A packaged CRD's validator (compiled once), closed schema and scope."""
     for entry in _crd_file("index.json"):
         if entry["apiVersion"] == api_version and entry["kind"] == kind:
             schema = _close(_crd_file(entry["file"]))
-            return jsonschema.Draft4Validator(schema), schema
+            return _Crd(jsonschema.Draft4Validator(schema), schema,
+                        entry["scope"] == "Namespaced")
     return None
 
 
@@ -110,20 +121,42 @@ def _defaulted(instance: Any, schema: dict[str, Any]) -> Any:
     return instance
 
 
-def _validate_crd(obj: dict[str, Any],
-                  crd: tuple[jsonschema.Draft4Validator, dict[str, Any]]) -> list[Finding]:
-    validator, schema = crd
-    instance = _defaulted(obj, schema)
-    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
-    return [Finding(object_ref(obj), _dotted(e.path), f"does not match the CRD schema: "
-                    f"{e.message}") for e in errors]
+def _validate_crd(obj: dict[str, Any], crd: _Crd) -> list[Finding]:
+    instance = _defaulted(obj, crd.schema)
+    errors = sorted(crd.validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
+    found = [Finding(object_ref(obj), _dotted(e.path), f"does not match the CRD schema: "
+                     f"{e.message}") for e in errors]
+    meta = obj.get("metadata") or {}
+    if crd.namespaced != ("namespace" in meta):
+        scope = "namespaced" if crd.namespaced else "cluster-scoped"
+        found.append(Finding(object_ref(obj), "metadata.namespace",
+                             f"{obj.get('kind')} is {scope}: "
+                             + ("set" if crd.namespaced else "remove") + " the namespace"))
+    # The root metadata is ObjectMeta, which the CRD leaves to the API server: check it with
+    # the core schema by wrapping it in a ConfigMap.
+    wrapper = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+    return found + [dataclasses.replace(f, object=object_ref(obj))
+                    for f in _validate_core(wrapper)]
 
 
-def validate_schema(obj: dict[str, Any]) -> list[Finding]:
-    """Schema problems of one object (empty when it is valid)."""
-    crd = _crd_validator(str(obj.get("apiVersion")), str(obj.get("kind")))
-    if crd is not None:
-        return _validate_crd(obj, crd)
+# RFC 1123 names, as the API server requires for these kinds' metadata.name.
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL_KINDS = ("Namespace", "Service")  # names that must be a single DNS label (63)
+
+
+def _check_name(obj: dict[str, Any]) -> list[Finding]:
+    name = str((obj.get("metadata") or {}).get("name", ""))
+    label = obj.get("kind") in _DNS_LABEL_KINDS
+    limit = 63 if label else 253
+    if _DNS_SUBDOMAIN.match(name) and len(name) <= limit and not (label and "." in name):
+        return []
+    return [Finding(object_ref(obj), "metadata.name",
+                    f"{name!r} is not a valid name: use at most {limit} lower-case letters, "
+                    "digits and '-'" + ("" if label else " or '.'") + ", starting and ending "
+                    "with a letter or digit")]
+
+
+def _validate_core(obj: dict[str, Any]) -> list[Finding]:
     try:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as exc:
@@ -135,3 +168,10 @@ def validate_schema(obj: dict[str, Any]) -> list[Finding]:
                         "no schema for this kind: neither a core kind of Kubernetes "
                         f"{KUBERNETES_VERSION} nor a packaged CRD")]
     return []
+
+
+def validate_schema(obj: dict[str, Any]) -> list[Finding]:
+    """Schema problems of one object (empty when it is valid), and its name's syntax."""
+    crd = _crd(str(obj.get("apiVersion")), str(obj.get("kind")))
+    found = _validate_crd(obj, crd) if crd is not None else _validate_core(obj)
+    return found + _check_name(obj)

@@ -262,6 +262,11 @@ def test_shared_model_cache_renders_a_claim(cache: str) -> None:
         assert claim["spec"]["resources"]["requests"]["storage"] == "1200Gi"
 
 
+def test_unknown_model_cache_is_refused() -> None:
+    with pytest.raises(RenderError, match="model cache 'tape'"):
+        _render("chat-llama-3.1-8b", plan=_with_cache("chat-llama-3.1-8b", "tape"))
+
+
 def test_missing_claim_is_named() -> None:
     manifests = _render("chat-llama-3.1-8b", plan=_with_cache("chat-llama-3.1-8b", "fsx-lustre"))
     objs = tuple(o for o in manifests.objects if o["kind"] != "PersistentVolumeClaim")

@@ -32,6 +32,7 @@ POD_SHARE_OF_ALLOCATABLE = 0.9
 # The startup probe allows this many times the plan's cold start (load + warm-up) before a restart.
 STARTUP_MARGIN = 2.0
 PROBE_PERIOD_S = 10
+CACHES = ("s3", "fsx-lustre", "efs")  # model caches render builds (the plan's CACHE_OPTIONS)
 CACHE_HEADROOM = 1.1  # the model cache holds the weights plus tokenizer and config files
 
 
@@ -169,6 +170,10 @@ def _pod_size(inst: InstanceType, pods_per_node: int, shm_bytes: int) -> tuple[i
     return cpu, memory
 
 
+def _mapping(value: object) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
 def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: HardwareCatalog,
                     options: RenderOptions) -> RenderContext:
     """The render's view of a serving plan; ``RenderError`` for what it cannot build yet."""
@@ -182,8 +187,11 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
     images: dict[str, Any] = read_yaml("images.yaml")
     vllm = images["vllm"]
     extras = dict(plan.extras)
-    scaling: dict[str, Any] = dict(extras.get("autoscaling") or {})  # type: ignore[call-overload]
-    cold: dict[str, Any] = dict(extras.get("cold_start") or {})  # type: ignore[call-overload]
+    scaling, cold = _mapping(extras.get("autoscaling")), _mapping(extras.get("cold_start"))
+    cache = str(extras.get("model_cache") or "s3")
+    if cache not in CACHES:
+        raise RenderError(f"the plan's model cache {cache!r} cannot be rendered.",
+                          hint="one of " + ", ".join(CACHES))
     gpus = choice.tp * choice.pp
     per_node = inst.accelerator_count // gpus
     shm = int(vllm["shm_gib_per_tp_rank"]) * choice.tp * GIB
@@ -199,7 +207,7 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
         pods_per_node=per_node, nodes_peak=choice.nodes,
         replicas_min=int(scaling.get("min_replicas") or 1),
         replicas_max=int(scaling.get("max_replicas") or 1), cpu_millicores=cpu,
-        memory_bytes=memory, shm_bytes=shm, cache=str(extras.get("model_cache") or "s3"),
+        memory_bytes=memory, shm_bytes=shm, cache=cache,
         cache_bytes=int(choice.detail("weights_bytes") or 0) * gpus,
         startup_failures=max(3, math.ceil(startup_s / PROBE_PERIOD_S)),
         engine_args=_engine_args(spec, model, choice, vllm),

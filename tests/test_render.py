@@ -118,6 +118,9 @@ def test_vllm_arguments_follow_the_plan() -> None:
     assert flags["--pipeline-parallel-size"] == str(choice.pp)
     assert flags["--max-model-len"] == "32768"
     assert flags["--quantization"] == "fp8"  # a bf16 checkpoint served in fp8
+    # the replica admits the plan's batch (the concurrency that holds the TPOT SLO), not the
+    # engine's 256 sequences
+    assert flags["--max-num-seqs"] == str(int(choice.detail("batch") or 0))
     resources = _container(manifests.objects)["resources"]
     assert resources["requests"] == resources["limits"]
     assert resources["requests"]["nvidia.com/gpu"] == str(choice.tp)

@@ -151,7 +151,10 @@ def _engine_args(spec: WorkloadSpec, model: Model, choice: Candidate, vllm: dict
     if spec.task == "embedding":
         args += ["--runner", "pooling"]
     else:
-        args += ["--max-num-seqs", str(int(choice.detail("max_num_seqs") or engine.max_num_seqs))]
+        # the plan's batch: the concurrency whose TPOT holds the SLO (and the autoscaling
+        # target); the engine's own limit would let a replica take more and miss the SLO
+        batch = int(choice.detail("batch") or choice.detail("max_num_seqs") or engine.max_num_seqs)
+        args += ["--max-num-seqs", str(batch)]
     flag = vllm["quantization_flags"].get(choice.weight_format)
     if flag is not None and model.quantization is None:
         args += ["--quantization", flag]

@@ -145,7 +145,8 @@ def test_cli_plan_quick_flags_and_json(runner: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["choice"]["usd_per_month"] > 0
-    assert data["autoscaling"]["metric"] == "vllm:num_requests_running"
+    assert data["autoscaling"]["metric"] == (
+        "vllm:num_requests_running + vllm:num_requests_waiting")
     assert data["pareto"][0] == data["choice"]["label"]
 
 

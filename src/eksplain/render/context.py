@@ -16,7 +16,7 @@ from eksplain.catalog import Model
 from eksplain.datafiles import read_yaml
 from eksplain.errors import RenderError
 from eksplain.hardware import Accelerator, HardwareCatalog, InstanceType, find_instance
-from eksplain.search import Candidate, Plan
+from eksplain.search import SCALE_METRIC, Candidate, Plan
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
@@ -214,6 +214,6 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
         cache_bytes=int(choice.detail("weights_bytes") or 0) * gpus,
         startup_failures=max(3, math.ceil(startup_s / PROBE_PERIOD_S)),
         engine_args=_engine_args(spec, model, choice, vllm),
-        scale_metric=str(scaling.get("metric") or "vllm:num_requests_running"),
+        scale_metric=str(scaling.get("metric") or SCALE_METRIC),
         scale_target=int(scaling.get("target_per_replica") or 1), images=images,
     )

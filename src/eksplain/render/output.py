@@ -14,6 +14,7 @@ import yaml
 from eksplain.errors import RenderError
 from eksplain.render import Manifests
 from eksplain.render.context import KUBERNETES_VERSION
+from eksplain.render.workload import adapter_metric
 
 __all__ = ["dump", "file_texts", "stream", "write_files"]
 
@@ -52,8 +53,10 @@ _WHAT = {
     "Deployment": "the vLLM server with the plan's parallelism, limits and probes",
     "Service": "the server's stable address inside the cluster",
     "NetworkPolicy": "admits traffic to the server's port only",
-    "HorizontalPodAutoscaler": "scales replicas on the engine's running requests",
-    "ScaledObject": "KEDA scales replicas on the engine's running requests from Prometheus",
+    "HorizontalPodAutoscaler": "scales replicas on the requests each pod holds (running + "
+                               "waiting)",
+    "ScaledObject": "KEDA scales replicas on the requests each pod holds (running + waiting) "
+                    "from Prometheus",
     "PodDisruptionBudget": "at most one replica down during node drains",
     "ServiceMonitor": "Prometheus scrapes the engine's /metrics",
 }
@@ -75,8 +78,7 @@ def _readme(manifests: Manifests) -> str:
               "- the cluster runs Karpenter v1, the NVIDIA device plugin and the Prometheus "
               "operator" + (", and KEDA" if ctx.options.autoscaler == "keda" else
                             ", and the Prometheus adapter with a rule that serves "
-                            f"`{ctx.scale_metric}` per pod as "
-                            f"`{ctx.scale_metric.replace(':', '_')}`"),
+                            f"`{ctx.scale_metric}` per pod as `{adapter_metric(ctx)}`"),
               f"- create the Secret `{ctx.options.hf_token_secret}` (key `HF_TOKEN`) in namespace "
               f"`{ctx.namespace}` for gated models; it is never written here",
               f"- the node role `KarpenterNodeRole-{ctx.options.cluster_name}` and subnets and "

@@ -229,16 +229,27 @@ def _behavior() -> dict[str, Any]:
             "scaleDown": {"stabilizationWindowSeconds": 300}}
 
 
+def adapter_metric(ctx: RenderContext) -> str:
+    """The per-pod metric name the Prometheus adapter serves for the plan's metric expression
+    (``a + b``: one rule summing the gauges; see the rendered README)."""
+    names = [m.strip().replace(":", "_") for m in ctx.scale_metric.split("+")]
+    common = names[0]  # the shared prefix: vllm_num_requests_ (running, waiting)
+    for n in names[1:]:
+        while not n.startswith(common):
+            common = common[:-1]
+    return common + "_and_".join(n[len(common):] for n in names)
+
+
 def hpa(ctx: RenderContext) -> dict[str, Any]:
-    """Scale on the engine's running requests per pod, served by the Prometheus adapter under
-    the metric's name with ':' replaced by '_' (see the rendered README for the rule)."""
+    """Scale on the requests each pod holds (running + waiting), served per pod by the
+    Prometheus adapter under ``adapter_metric`` (the rendered README gives the rule)."""
     return {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": _meta(ctx),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ctx.name},
             "minReplicas": ctx.replicas_min, "maxReplicas": ctx.replicas_max,
             "metrics": [{"type": "Pods", "pods": {
-                "metric": {"name": ctx.scale_metric.replace(":", "_")},
+                "metric": {"name": adapter_metric(ctx)},
                 "target": {"type": "AverageValue", "averageValue": str(ctx.scale_target)}}}],
             "behavior": _behavior(),
         },
@@ -246,8 +257,8 @@ def hpa(ctx: RenderContext) -> dict[str, Any]:
 
 
 def scaled_object(ctx: RenderContext) -> dict[str, Any]:
-    query = (f'sum({ctx.scale_metric}{{namespace="{ctx.namespace}",'
-             f'service="{ctx.name}"}})')
+    selector = f'{{namespace="{ctx.namespace}",service="{ctx.name}"}}'
+    query = " + ".join(f"sum({m.strip()}{selector})" for m in ctx.scale_metric.split("+"))
     return {
         "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": _meta(ctx),
         "spec": {

@@ -26,7 +26,7 @@ from eksplain.search.training import data_tokens, search_training
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
-__all__ = ["DECISION_TERMS", "Candidate", "Decision", "Plan", "Rejection", "plan",
+__all__ = ["DECISION_TERMS", "SCALE_METRIC", "Candidate", "Decision", "Plan", "Rejection", "plan",
            "rejection_counts"]
 
 # Every glossary key a plan's decisions may carry (a test checks each is in the glossary).
@@ -41,6 +41,9 @@ COLD_LOAD_LIMIT_S = 120.0  # the model cache must load a replica's weights withi
 # Where a new node reads the weights from; instance NVMe starts empty on a new node, so it can
 # only cache what one of these delivered (the init container of the render copies from S3).
 CACHE_OPTIONS = ("s3", "fsx-lustre", "efs")
+# What a replica holds, in service or queued: vLLM's Prometheus gauges, summed. Running alone
+# cannot pass the target when --max-num-seqs is the target, so a queue would never scale out.
+SCALE_METRIC = "vllm:num_requests_running + vllm:num_requests_waiting"
 
 
 NEAR_TIE = 0.02  # candidates within 2% of the cheapest count as equally cheap
@@ -158,7 +161,7 @@ def _scaling_decision(spec: WorkloadSpec, c: Candidate, batch: int,
     """Serving: autoscale over the traffic. A batch job: a fixed set of replicas for the job."""
     rmin, rpeak = c.detail("replicas_min"), c.detail("replicas_peak")
     scaling: dict[str, object] = {"min_replicas": rmin, "max_replicas": rpeak,
-                                  "metric": "vllm:num_requests_running",
+                                  "metric": SCALE_METRIC,
                                   "target_per_replica": batch}
     if spec.task == "batch-inference":
         rps = float(c.detail("requests_per_s_per_replica") or 0)
@@ -170,8 +173,9 @@ def _scaling_decision(spec: WorkloadSpec, c: Candidate, batch: int,
                         "deadline; scale to zero when it is done"), scaling
     return Decision(
         ("auto-scaling", "hpa", "replica"),
-        f"autoscale between {rmin} and {rpeak} replicas on the engine's running requests "
-        f"(target {batch} per replica, the concurrency that holds the SLO), not on CPU; "
+        f"autoscale between {rmin} and {rpeak} replicas on the requests each replica holds, "
+        f"running and waiting (target {batch} per replica, the concurrency that holds the SLO "
+        "and the engine's --max-num-seqs, so a queue scales it out), not on CPU; "
         f"{spec.traffic.rps:g} requests/s on average, "
         f"{spec.traffic.rps * spec.traffic.peak_to_mean:g} at the peak"), scaling
 

@@ -177,3 +177,14 @@ def test_lora_steps_cost_four_n_not_six() -> None:
     lora_flops = training_flops_per_token(model, 4096, "none", "lora", adapters)[1]
     assert step("lora") / step("full") == pytest.approx(lora_flops / full_flops, rel=0.01)
     assert step("qlora") == pytest.approx(step("lora"), rel=0.001)
+
+
+def test_training_precision_decides_the_arithmetic_the_gpu_needs() -> None:
+    # Training computes in what --precision says: fp32 runs on a T4 (compute capability 7.5)
+    # whatever --dtype is, pure bf16 does not run on a V100 (7.0) even with --dtype fp16.
+    est = api.estimate(EstimateRequest(model="meta-llama/Llama-3.2-1B", hardware="t4",
+                                       task="training", precision="fp32"))
+    assert est.memory.total_bytes > 0
+    with pytest.raises(eksplain.InputError, match="use --precision mixed"):
+        api.estimate(EstimateRequest(model="meta-llama/Llama-3.2-1B", hardware="v100",
+                                     task="training", precision="bf16", dtype="fp16"))

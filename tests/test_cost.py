@@ -11,6 +11,8 @@ from eksplain.checkpoint import (
     failure_rate,
     find_storage,
     load_storage,
+    read_seconds,
+    storage_usd_per_month,
 )
 from eksplain.cost import HOURS_PER_MONTH, Throughput, cost, node_plan
 from eksplain.errors import InputError
@@ -111,3 +113,17 @@ def test_training_estimate_caps_checkpoints_by_the_instance() -> None:
     assert est.checkpoint is not None
     assert est.checkpoint.size_bytes == 17_301_401_600
     assert est.checkpoint.write_s == pytest.approx(17_301_401_600 / G6E_XLARGE_BYTES_PER_S)
+
+
+def test_fsx_is_sized_and_billed_at_its_minimum() -> None:
+    # FSx for Lustre SSD starts at 1.2 TiB = 1,319,413,953,331 B (storage.yaml min_size_tib):
+    # $0.145 per GB-month x 1,319.41 GB = $191.31 a month however small the model, and
+    # PERSISTENT_2-125 gives 125 MB/s per TiB x 1.2 TiB = 150 MB/s for the whole file system,
+    # so 16e9 bytes of weights load in 16e9 / 150e6 = 106.7 s, not at the 150 GB/s client peak.
+    fsx = find_storage(load_storage(), "fsx-lustre")
+    p5 = find_instance(CATALOG, "p5.4xlarge")
+    assert storage_usd_per_month(fsx, 16 * 10**9) == pytest.approx(191.31, abs=0.01)
+    assert read_seconds(fsx, 16 * 10**9, p5) == pytest.approx(106.67, abs=0.01)
+    # S3 is billed by the byte: 16 GB x $0.023 = $0.368.
+    s3 = find_storage(load_storage(), "s3")
+    assert storage_usd_per_month(s3, 16 * 10**9) == pytest.approx(0.368)

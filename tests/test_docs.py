@@ -55,3 +55,13 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert "pip install . && eksplain plan examples/" in blocks[0]
     assert "python -m pytest" in blocks[1]
     assert blocks[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_python_example_runs(monkeypatch: Any, capsys: Any) -> None:
+    # The README's Python snippet is what a newcomer pastes first: it must run as written.
+    monkeypatch.chdir(ROOT)
+    blocks = re.findall(r"```python\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})  # our own README, run as written
+    assert "g6e.xlarge" in capsys.readouterr().out

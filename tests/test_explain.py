@@ -244,12 +244,13 @@ def test_workload_for_a_model_that_does_not_fit_one_node() -> None:
 
 
 def test_storage_load_time_is_capped_by_the_network() -> None:
-    # 8B in bf16 is 16.06e9 bytes; p5.4xlarge has 100 Gbps = 12.5 GB/s of network.
-    # S3 10.625 GB/s per client: 1.5 s; FSx 150 GB/s capped at 12.5: 1.3 s; EFS 1.573: 10.2 s;
-    # gp3 2.097: 7.7 s; io2 4.194: 3.8 s; local NVMe 16 GB/s (not network): 1.0 s.
+    # 8B in bf16 is 16.06e9 bytes; p5.4xlarge has 100 Gbps = 12.5 GB/s of network and
+    # 10,000 Mbps = 1.25 GB/s of EBS bandwidth. S3 10.625 GB/s per client: 1.5 s; EFS 1.573:
+    # 10.2 s; gp3 (2.097) and io2 (4.194) capped at 1.25 GB/s: 12.8 s; FSx at its 1.2 TiB
+    # minimum with 125 MB/s per TiB moves 150 MB/s: 107.1 s; local NVMe 16 GB/s: 1.0 s.
     rows = _rows(explain("storage-class").impact)
     assert {k: r[1] for k, r in rows.items()} == {
-        "s3": "1.5", "fsx-lustre": "1.3", "efs": "10.2", "ebs-gp3": "7.7", "ebs-io2": "3.8",
+        "s3": "1.5", "fsx-lustre": "107.1", "efs": "10.2", "ebs-gp3": "12.8", "ebs-io2": "12.8",
         "instance-nvme": "1.0"}
 
 
@@ -303,3 +304,14 @@ def test_training_time_and_cost() -> None:
     trainium = _rows(explain("trainium").impact)
     assert trainium["trn1.32xlarge"][1] == "aws-trainium"
     assert trainium["p5.48xlarge"][4] == full[3]
+
+
+def test_bad_hardware_is_an_error_and_formats_without_kernels_are_marked(
+        runner: CliRunner) -> None:
+    bad = runner.invoke(app, ["explain", "attention", "--hardware", "zz9"])
+    assert bad.exit_code == 2
+    assert "Unknown accelerator" in bad.output
+    rows = _rows(explain("quantization", hardware="inf2.xlarge").impact)
+    assert rows["awq"][2] == "no kernels here"  # AWQ has CUDA kernels only
+    assert rows["fp8"][2] == "yes"
+    assert rows["awq"][4].startswith("g4dn.xlarge")  # the cheapest GPU that holds it

@@ -8,7 +8,21 @@ The public Python API is the facade in ``eksplain.api``, re-exported here::
     est.memory.total_bytes, est.fits
 """
 
-from eksplain.api import Estimate, EstimateRequest, HardwareRow, estimate, hardware, models
+from eksplain.api import (
+    Estimate,
+    EstimateRequest,
+    Explanation,
+    HardwareRow,
+    Plan,
+    WorkloadSpec,
+    estimate,
+    explain,
+    glossary,
+    hardware,
+    load_spec,
+    models,
+    plan,
+)
 from eksplain.errors import (
     CatalogError,
     EksplainError,
@@ -24,12 +38,19 @@ __all__ = [
     "EksplainError",
     "Estimate",
     "EstimateRequest",
+    "Explanation",
     "HardwareRow",
     "InfeasibleError",
     "InputError",
+    "Plan",
     "RenderError",
+    "WorkloadSpec",
     "__version__",
     "estimate",
+    "explain",
+    "glossary",
     "hardware",
+    "load_spec",
     "models",
+    "plan",
 ]

@@ -2,6 +2,9 @@
 
     estimate(EstimateRequest, offerings=None) -> Estimate   memory, speed and cost of one setup
     plan(WorkloadSpec, offerings=None) -> Plan               the cheapest setup that meets a spec
+    explain(term, model=None, hardware=None) -> Explanation   a glossary term, for a workload
+    glossary() -> every glossary entry
+    render(WorkloadSpec, out_dir=None, ...) -> Rendered      validated Kubernetes manifests
     load_spec(path) / spec_schema()                          the workload spec
     models() -> catalogue entries
     hardware(family, min_memory) -> instance types with prices
@@ -20,10 +23,14 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eksplain.catalog import ModelEntry, load_models
-from eksplain.errors import InputError
+from eksplain.catalog import ModelEntry, load_models, resolve_model
+from eksplain.errors import InputError, RenderError
 from eksplain.estimate import Estimate, EstimateRequest, run_estimate
+from eksplain.explain import Explanation, GlossaryEntry
+from eksplain.explain import explain as run_explain
+from eksplain.explain import glossary as load_glossary_entries
 from eksplain.hardware import (
     InstanceType,
     Offering,
@@ -31,6 +38,9 @@ from eksplain.hardware import (
     load_catalog,
     offering_for,
 )
+from eksplain.render import Manifests, RenderOptions, render_plan
+from eksplain.render.context import check_spec
+from eksplain.render.output import file_texts, stream, write_files
 from eksplain.search import Plan
 from eksplain.search import plan as run_plan
 from eksplain.serialize import (
@@ -44,16 +54,25 @@ from eksplain.sim.scenario import SimulateOptions, Simulation, simulate_plan
 from eksplain.spec import WorkloadSpec, load_spec, spec_from_dict, spec_schema
 from eksplain.units import parse_bytes
 
+if TYPE_CHECKING:
+    from eksplain.render.check import Finding
+
 __all__ = [
     "Estimate",
     "EstimateRequest",
+    "Explanation",
+    "GlossaryEntry",
     "HardwareRow",
     "Plan",
+    "RenderOptions",
+    "Rendered",
     "SimulateOptions",
     "Simulation",
     "Trace",
     "WorkloadSpec",
     "estimate",
+    "explain",
+    "glossary",
     "hardware",
     "hardware_row_dict",
     "load_price_file",
@@ -63,6 +82,8 @@ __all__ = [
     "models",
     "plan",
     "plan_dict",
+    "render",
+    "render_stream",
     "simulate",
     "simulation_dict",
     "spec_from_dict",
@@ -90,6 +111,65 @@ def plan(spec: WorkloadSpec, offerings: tuple[Offering, ...] = ()) -> Plan:
     if offerings:
         catalog = dataclasses.replace(catalog, offerings=offerings + catalog.offerings)
     return run_plan(spec, catalog)
+
+
+def explain(term: str, model: str | None = None, hardware: str | None = None,
+            input_tokens: int = 512, output_tokens: int = 256) -> Explanation:
+    """A glossary term (key, name or alias): its definition, why it matters, where eksplain
+    uses it, and its figures for the workload (Llama-3.1-8B on an H100 when none is given)."""
+    return run_explain(term, model, hardware, input_tokens, output_tokens)
+
+
+def glossary() -> tuple[GlossaryEntry, ...]:
+    """Every glossary entry, in the seed glossary's order."""
+    return load_glossary_entries()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A render: the objects, the files' texts, what the check found, and what was written."""
+
+    manifests: Manifests
+    files: tuple[tuple[str, str], ...]  # (file name, text), in apply order
+    findings: tuple[Finding, ...]  # empty when not checked or when valid
+    checked: bool
+    written: tuple[Path, ...]
+
+
+def render(spec: WorkloadSpec, out_dir: Path | None = None, *, check: bool = False,
+           force: bool = False, options: RenderOptions | None = None,
+           offerings: tuple[Offering, ...] = ()) -> Rendered:
+    """Plan the spec and render its manifests; with ``out_dir``, write one file per concern,
+    a kustomization.yaml and a README.md there.
+
+    ``check`` validates every object (schemas, then cross-object checks) and raises
+    ``RenderError`` listing each finding, writing nothing, when any fails. An existing
+    ``out_dir`` is refused unless ``force``; files the render did not write are never touched.
+    """
+    check_spec(spec)
+    opts = options or RenderOptions()
+    catalog = load_catalog()
+    if offerings:
+        catalog = dataclasses.replace(catalog, offerings=offerings + catalog.offerings)
+    result = run_plan(spec, catalog)
+    manifests = render_plan(spec, result, resolve_model(spec.model), catalog, opts)
+    findings: tuple[Finding, ...] = ()
+    if check:
+        # imported here: the schema packages add a tenth of a second to every command's start
+        from eksplain.render.check import check_objects
+
+        findings = check_objects(manifests.objects, catalog, (opts.hf_token_secret,))
+    if findings:
+        raise RenderError(f"{len(findings)} problem(s) in the rendered manifests:\n"
+                          + "\n".join(f"  {f}" for f in findings))
+    files = file_texts(manifests)
+    written = write_files(files, out_dir, force) if out_dir is not None else ()
+    return Rendered(manifests, files, findings, check, written)
+
+
+def render_stream(rendered: Rendered) -> str:
+    """All rendered objects as one multi-document YAML stream, in apply order."""
+    return stream(rendered.manifests)
 
 
 def models() -> tuple[ModelEntry, ...]:

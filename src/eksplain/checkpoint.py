@@ -125,6 +125,37 @@ def node_limit_bytes_per_s(storage: StorageOption, instance: InstanceType | None
     return gbps * 1e9 / 8 if gbps > 0 else math.inf
 
 
+def provisioned_bytes(storage: StorageOption, data_bytes: int) -> int:
+    """What is sized and billed to hold ``data_bytes``: file systems whose throughput scales
+    with their size (FSx for Lustre) start at their minimum size (1.2 TiB)."""
+    if storage.per_tib_bytes_per_s is None:
+        return data_bytes
+    return max(data_bytes, storage.min_size_bytes)
+
+
+def file_system_bytes_per_s(storage: StorageOption, provisioned: int) -> float:
+    """The file system's total throughput at its provisioned size (inf: no such limit)."""
+    if storage.per_tib_bytes_per_s is None:
+        return math.inf
+    return storage.per_tib_bytes_per_s * provisioned / TIB
+
+
+def read_seconds(storage: StorageOption, data_bytes: int, instance: InstanceType | None) -> float:
+    """Seconds for one node to read ``data_bytes`` (a model cache load): the storage's
+    per-client rate, capped by the node's network (or EBS) bandwidth and by the file system's
+    throughput at the size that holds the data."""
+    rate = min(storage.read_bytes_per_s or 0.0, node_limit_bytes_per_s(storage, instance),
+               file_system_bytes_per_s(storage, provisioned_bytes(storage, data_bytes)))
+    return data_bytes / rate if rate > 0 else math.inf
+
+
+def storage_usd_per_month(storage: StorageOption, data_bytes: int) -> float | None:
+    """Dollars a month to keep ``data_bytes`` on ``storage`` (at least its minimum size)."""
+    if storage.price_usd_per_gb_month is None:
+        return None
+    return provisioned_bytes(storage, data_bytes) / 1e9 * storage.price_usd_per_gb_month
+
+
 def checkpoint_plan(size_bytes: int, gpus: int, nodes: int, storage: StorageOption,
                     rate_per_gpu_day: float, instance: InstanceType | None = None) -> Checkpoint:
     """Write/restore times and the Young/Daly interval for a run on ``gpus`` over ``nodes``.
@@ -137,17 +168,16 @@ def checkpoint_plan(size_bytes: int, gpus: int, nodes: int, storage: StorageOpti
     node = node_limit_bytes_per_s(storage, instance)
     write_rate = min(storage.write_bytes_per_s, node) * nodes
     read_rate = min(storage.read_bytes_per_s, node) * nodes
-    if storage.per_tib_bytes_per_s is not None:  # sized to hold two checkpoints
-        provisioned = max(2 * size_bytes, storage.min_size_bytes)
-        file_system = storage.per_tib_bytes_per_s * provisioned / TIB
-        write_rate, read_rate = min(write_rate, file_system), min(read_rate, file_system)
+    provisioned = provisioned_bytes(storage, 2 * size_bytes)  # FSx: sized for two checkpoints
+    file_system = file_system_bytes_per_s(storage, provisioned)
+    write_rate, read_rate = min(write_rate, file_system), min(read_rate, file_system)
     write = size_bytes / write_rate
     restore = size_bytes / read_rate
     mtbf = SECONDS_PER_DAY / (rate_per_gpu_day * gpus)
     interval = math.sqrt(2 * write * mtbf)
     overhead = write / interval + (interval / 2 + restore) / mtbf
-    monthly = size_bytes / 1e9 * storage.price_usd_per_gb_month if (
-        storage.price_usd_per_gb_month is not None) else None
+    monthly = storage_usd_per_month(storage, 2 * size_bytes if (
+        storage.per_tib_bytes_per_s is not None) else size_bytes)
     return Checkpoint(
         storage=storage.id, size_bytes=size_bytes, write_s=write, restore_s=restore,
         failures_per_gpu_day=rate_per_gpu_day, mtbf_s=mtbf, interval_s=interval,

@@ -276,6 +276,9 @@ def prefill_s(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEff
     """
     context = _prompt_context(model.architecture, tokens)
     flops = tokens * (2 * shape.matrix_params + 4 * shape.attention_width * context)
+    # Prefill's large matmuls reach the full FP8/INT8 peak: the FP8 TTFT rows (TensorRT-LLM,
+    # NIM) fit it, and the batched-step share (low_precision_step_scale) would put four of them
+    # 37-48 % over (tried; docs/methodology.md section 7).
     t_comp = flops / (r.peak_flops * cal.prefill_compute_efficiency)
     t_mem = shape.weight_bytes / (r.bandwidth_bytes_per_s * cal.decode_bandwidth_efficiency)
     comm = _tp_comm_s(tokens, model.architecture, shape, par, link)
@@ -319,6 +322,9 @@ def _encode_only(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
     one = prefill_s(model, shape, r, cal, prompt, par, link)
     context = _prompt_context(model.architecture, prompt)
     flops = batch * prompt * (2 * shape.matrix_params + 4 * shape.attention_width * context)
+    # Prefill's large matmuls reach the full FP8/INT8 peak: the FP8 TTFT rows (TensorRT-LLM,
+    # NIM) fit it, and the batched-step share (low_precision_step_scale) would put four of them
+    # 37-48 % over (tried; docs/methodology.md section 7).
     t_comp = flops / (r.peak_flops * cal.prefill_compute_efficiency)
     t_mem = shape.weight_bytes / (r.bandwidth_bytes_per_s * cal.decode_bandwidth_efficiency)
     step = (t_comp + t_mem + cal.step_overhead_s) * par.pp

@@ -216,12 +216,17 @@ def unsupported_format(fmt: str, accelerator: Accelerator, cal: Calibration,
 
 def _check_format(req: EstimateRequest, fmt: str, accelerator: Accelerator,
                   cal: Calibration) -> None:
-    used = "nf4" if req.task == "training" and req.method == "qlora" else fmt
+    used = fmt
+    if req.task == "training":  # what training computes in: --precision, QLoRA's NF4 base
+        used = "nf4" if req.method == "qlora" else {"fp32": "fp32", "bf16": "bf16"}.get(
+            req.precision, fmt)
     why = unsupported_format(used, accelerator, cal, req.task)
     if why is None:
         return
-    if used != fmt:
+    if used == "nf4" and fmt != "nf4":
         hint = "QLoRA needs bitsandbytes (NVIDIA); use --method lora"
+    elif used != fmt:
+        hint = f"--precision {req.precision} needs {used} arithmetic; use --precision mixed"
     elif accelerator.vendor != "NVIDIA" or accelerator.compute_capability is None:
         hint = "pick another --dtype, or an NVIDIA GPU"
     elif used == "bf16":

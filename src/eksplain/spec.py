@@ -157,8 +157,9 @@ def spec_from_dict(data: Any, where: str = "spec") -> WorkloadSpec:
                          hint="see `eksplain schema` for every field") from exc
 
 
-def load_spec(path: Path) -> WorkloadSpec:
+def load_spec(path: Path | str) -> WorkloadSpec:
     """Read a YAML spec; errors name the file, and the line for YAML syntax errors."""
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

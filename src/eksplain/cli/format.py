@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from eksplain.api import Estimate, HardwareRow
+from eksplain.api import Estimate, HardwareRow, Rendered
 from eksplain.catalog import ModelEntry
 from eksplain.explain import Explanation
 from eksplain.explain.glossary import GlossaryEntry
@@ -14,7 +14,7 @@ from eksplain.sim.metrics import LatencySummary
 from eksplain.sim.scenario import Simulation
 from eksplain.units import GIB, format_bytes, format_duration
 
-__all__ = ["estimate_summary", "estimate_table", "hardware_table", "models_table",
+__all__ = ["estimate_summary", "estimate_table", "hardware_table", "models_table", "render_lines",
            "simulation_lines"]
 
 _BAR_WIDTH = 30
@@ -255,6 +255,20 @@ def glossary_table(entries: tuple[GlossaryEntry, ...]) -> Table:
         first = e.definition.split(". ")[0].rstrip(".") + "."
         table.add_row(e.key, e.term, first)
     return table
+
+
+def render_lines(r: Rendered) -> list[str]:
+    """What a render wrote, file by file, and what the check found."""
+    objects = r.manifests.objects
+    where = escape(str(r.written[0].parent)) if r.written else "nowhere"
+    lines = [f"wrote {len(r.written)} files to {where}:"]
+    for name, objs in r.manifests.files:
+        kinds = ", ".join(f"{o['kind']} {o['metadata']['name']}" for o in objs)
+        lines.append(f"  {name}: {escape(kinds)}")
+    lines.append("  kustomization.yaml, README.md (apply order and prerequisites)")
+    if r.checked:
+        lines.append(f"checked: {len(objects)} objects match their schemas and each other")
+    return lines
 
 
 def _ms(seconds: float) -> str:

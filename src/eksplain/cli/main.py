@@ -205,6 +205,56 @@ def plan(
         console.print(line)
 
 
+@app.command()
+def render(
+    spec: Annotated[Path, typer.Argument(help="Workload spec (YAML) of a serving workload.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Directory to write the manifests to.")] = None,
+    stdout: Annotated[bool, typer.Option(
+        "--stdout", help="Print one multi-document YAML stream instead of writing files.")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Validate every object (schemas and cross-object checks) first.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Write into an existing directory (only the rendered files).")] = False,
+    autoscaler: Annotated[str, typer.Option(help="hpa (Prometheus adapter) or keda.")] = "hpa",
+    namespace: Annotated[str | None, typer.Option(
+        help="Namespace (default: the model's short name).")] = None,
+    cluster_name: Annotated[str, typer.Option(
+        help="Cluster name in Karpenter's discovery tags and node role.")] = "eksplain",
+    model_bucket: Annotated[str, typer.Option(
+        help="S3 bucket of the model cache.")] = "my-model-bucket",
+    hf_token_secret: Annotated[str, typer.Option(
+        help="Secret holding HF_TOKEN (you create it).")] = "hf-token",
+    price_file: Annotated[Path | None, typer.Option(help="CSV of your own prices.")] = None,
+) -> None:
+    """Kubernetes manifests for a serving plan: one YAML file per concern, kustomization.yaml
+    and a README, validated offline with --check."""
+
+    def call() -> api.Rendered:
+        if (output is None) == (not stdout):
+            raise InputError("Give exactly one of --output DIR and --stdout.",
+                             hint="eksplain render examples/chat-llama-3.1-8b.yaml -o out/")
+        if autoscaler not in ("hpa", "keda"):
+            raise InputError(f"--autoscaler must be hpa or keda, not {autoscaler!r}.")
+        options = api.RenderOptions(
+            namespace=namespace, cluster_name=cluster_name,
+            autoscaler="keda" if autoscaler == "keda" else "hpa",
+            hf_token_secret=hf_token_secret, model_bucket=model_bucket)
+        offerings = api.load_price_file(price_file) if price_file else ()
+        return api.render(api.load_spec(spec), output, check=check, force=force,
+                          options=options, offerings=offerings)
+
+    result = _call(call)
+    if stdout:
+        sys.stdout.write(api.render_stream(result))
+        return
+    from eksplain.cli.format import render_lines
+
+    console = _console()
+    for line in render_lines(result):
+        console.print(line)
+
+
 @app.command("explain")
 def explain_term(
     term: Annotated[str, typer.Argument(help="A glossary term, key or alias (hpa, kv cache, "
@@ -218,10 +268,7 @@ def explain_term(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A glossary term: what it is, why it matters, and what it means for your workload."""
-    from eksplain import explain as glossary_use_case
-
-    result = _call(lambda: glossary_use_case.explain(term, model, hardware, input_tokens,
-                                                     output_tokens))
+    result = _call(lambda: api.explain(term, model, hardware, input_tokens, output_tokens))
     if json_output:
         from eksplain.serialize import explanation_dict
 
@@ -239,9 +286,7 @@ def glossary(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every glossary term with its key and a one-line definition."""
-    from eksplain import explain as glossary_use_case
-
-    entries = _call(glossary_use_case.glossary)
+    entries = _call(api.glossary)
     if json_output:
         from eksplain.serialize import glossary_entry_dict
 

@@ -16,9 +16,13 @@ from eksplain.catalog import resolve_model
 from eksplain.errors import EksplainError
 from eksplain.explain.glossary import GlossaryEntry, find_term, load_glossary
 from eksplain.explain.impacts import IMPACTS, Impact, Workload, fewest_devices
+from eksplain.hardware import load_catalog, resolve_hardware
 from eksplain.search import DECISION_TERMS
 
-__all__ = ["DEFAULT_HARDWARE", "DEFAULT_MODEL", "Explanation", "explain", "glossary", "used_by"]
+__all__ = [
+    "DEFAULT_HARDWARE", "DEFAULT_MODEL", "Explanation", "GlossaryEntry", "explain", "glossary",
+    "used_by",
+]
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B"
 DEFAULT_HARDWARE = "h100"
@@ -57,6 +61,7 @@ def explain(term: str, model: str | None = None, hardware: str | None = None,
         return Explanation(entry, None, None, "", used_by(entry.key))
     name = model or DEFAULT_MODELS.get(entry.key, DEFAULT_MODEL)
     resolved = resolve_model(name)
+    resolve_hardware(load_catalog(), hardware or DEFAULT_HARDWARE, None)  # bad names fail early
     if not resolved.architecture.causal:  # an encoder reads its input and generates nothing
         input_tokens = min(input_tokens, resolved.architecture.max_context)
         output_tokens = 0

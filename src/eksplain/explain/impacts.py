@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
-from eksplain.checkpoint import checkpoint_plan, failure_rate, load_storage
+from eksplain.checkpoint import checkpoint_plan, failure_rate, load_storage, read_seconds
 from eksplain.comms import Link, inter_node_link, intra_node_link
 from eksplain.compute import TrainingSetup, rates, training_speed
 from eksplain.datafiles import read_yaml
@@ -142,11 +142,16 @@ def quantization(w: Workload) -> Impact:
     catalog = load_catalog()
     rows = []
     for fmt in FORMATS:
-        est = _estimate(w, dtype=fmt)
+        cheapest = _cheapest_fit(w, fmt, catalog)
+        try:
+            est = _estimate(w, dtype=fmt)
+        except EksplainError:  # no kernels for this format on the workload's accelerator
+            rows.append((fmt, "-", "no kernels here", "-", cheapest))
+            continue
         s = est.speed.serving
         tpot = f"{s.tpot_s * 1000:.1f}" if s and est.fits else "-"
         rows.append((fmt, _gib(est.memory.weights_bytes), "yes" if est.fits else "no", tpot,
-                     _cheapest_fit(w, fmt, catalog)))
+                     cheapest))
     return Impact(f"Weight formats for {w.model.id} on {w.hardware}",
                   ("format", "weights GiB", "fits", "TPOT ms at batch 1", "cheapest that fits"),
                   tuple(rows), ("4-bit formats keep a 16-bit scale per group of weights, so they "
@@ -266,16 +271,9 @@ def checkpoint(w: Workload) -> Impact:
 def _load_rows(w: Workload) -> tuple[tuple[str, str], ...]:
     est = _estimate(w)
     weights = est.memory.weights_bytes * est.parallel.model_devices
-    inst = est.cost.instance_type
-    network = find_instance(load_catalog(), inst).network_gbps * 1e9 / 8
-    rows = []
-    for option in load_storage():
-        if option.read_bytes_per_s is None:
-            continue
-        rate = option.read_bytes_per_s if option.id == "instance-nvme" else min(
-            option.read_bytes_per_s, network)
-        rows.append((option.id, f"{weights / rate:.1f}"))
-    return tuple(rows)
+    inst = find_instance(load_catalog(), est.cost.instance_type)
+    return tuple((option.id, f"{read_seconds(option, weights, inst):.1f}")
+                 for option in load_storage() if option.read_bytes_per_s is not None)
 
 
 def storage(w: Workload) -> Impact:
@@ -283,7 +281,8 @@ def storage(w: Workload) -> Impact:
     est = _estimate(w)
     return Impact(f"Loading {w.model.id}'s weights onto {est.cost.instance_type}",
                   ("storage", "seconds"), _load_rows(w),
-                  ("network-attached storage is capped by the instance's network bandwidth",))
+                  ("network storage is capped by the instance's network (EBS by its EBS "
+                   "bandwidth), FSx for Lustre also by its throughput at 1.2 TiB, its minimum",))
 
 
 def _startup() -> tuple[float, float]:

@@ -13,11 +13,10 @@ name, so the same spec always gives the same plan.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
 from eksplain.catalog import Model, resolve_model
-from eksplain.checkpoint import StorageOption, load_storage
+from eksplain.checkpoint import load_storage, read_seconds, storage_usd_per_month
 from eksplain.datafiles import read_yaml
 from eksplain.errors import InfeasibleError
 from eksplain.hardware import HardwareCatalog, find_instance
@@ -27,7 +26,7 @@ from eksplain.search.training import data_tokens, search_training
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
-__all__ = ["DECISION_TERMS", "Candidate", "Decision", "Plan", "Rejection", "plan",
+__all__ = ["DECISION_TERMS", "SCALE_METRIC", "Candidate", "Decision", "Plan", "Rejection", "plan",
            "rejection_counts"]
 
 # Every glossary key a plan's decisions may carry (a test checks each is in the glossary).
@@ -42,6 +41,9 @@ COLD_LOAD_LIMIT_S = 120.0  # the model cache must load a replica's weights withi
 # Where a new node reads the weights from; instance NVMe starts empty on a new node, so it can
 # only cache what one of these delivered (the init container of the render copies from S3).
 CACHE_OPTIONS = ("s3", "fsx-lustre", "efs")
+# What a replica holds, in service or queued: vLLM's Prometheus gauges, summed. Running alone
+# cannot pass the target when --max-num-seqs is the target, so a queue would never scale out.
+SCALE_METRIC = "vllm:num_requests_running + vllm:num_requests_waiting"
 
 
 NEAR_TIE = 0.02  # candidates within 2% of the cheapest count as equally cheap
@@ -104,25 +106,16 @@ def _advice(spec: WorkloadSpec, rejections: list[Rejection]) -> tuple[str, ...]:
     return tuple(advice)
 
 
-def _load_seconds(option: StorageOption, weights: int, network_bytes_per_s: float) -> float:
-    rate = min(option.read_bytes_per_s or 0.0, network_bytes_per_s)
-    if option.id == "instance-nvme":
-        rate = option.read_bytes_per_s or 0.0  # local disks: not limited by the network
-    return weights / rate if rate else math.inf
-
-
 def _model_cache(spec: WorkloadSpec, choice: Candidate, catalog: HardwareCatalog,
                  ) -> tuple[Decision, tuple[tuple[str, object], ...]]:
     """The cheapest model cache that loads a replica's weights within COLD_LOAD_LIMIT_S."""
     inst = find_instance(catalog, choice.instance_type)
     weights = int(choice.detail("weights_bytes") or 0) * choice.tp * choice.pp
-    network = inst.network_gbps * 1e9 / 8
     options = {o.id: o for o in load_storage()}
     rows = []
     for name in CACHE_OPTIONS:
-        seconds = _load_seconds(options[name], weights, network)
-        price = options[name].price_usd_per_gb_month
-        monthly = weights / 1e9 * price if price is not None else 0.0
+        seconds = read_seconds(options[name], weights, inst)
+        monthly = storage_usd_per_month(options[name], weights) or 0.0
         rows.append((name, round(seconds, 1), round(monthly, 2)))
     fast = [r for r in rows if r[1] <= COLD_LOAD_LIMIT_S] or [min(rows, key=lambda r: r[1])]
     name, seconds, monthly = min(fast, key=lambda r: (r[2], r[1], r[0]))
@@ -130,8 +123,9 @@ def _model_cache(spec: WorkloadSpec, choice: Candidate, catalog: HardwareCatalog
     pull = float(startup["image_pull"]["seconds"])
     warmup = float(startup["engine_warmup"]["seconds"])
     text = (f"model cache on {name}: a replica loads its {weights / GIB:.1f} GiB of weights in "
-            f"{seconds:.0f} s over the {inst.network_gbps:g} Gbps network of {inst.name} "
-            f"(${monthly:.2f} a month), the cheapest option within {COLD_LOAD_LIMIT_S:.0f} s; a "
+            f"{seconds:.0f} s (capped by the {inst.network_gbps:g} Gbps network of {inst.name} "
+            f"and the storage's own throughput; ${monthly:.2f} a month), the cheapest option "
+            f"within {COLD_LOAD_LIMIT_S:.0f} s; a "
             f"cold start on a node that has the image takes {seconds + warmup:.0f} s (load + "
             f"{warmup:.0f} s of engine warm-up), {pull:.0f} s more when the node must pull it "
             "(node provisioning not included)")
@@ -167,7 +161,7 @@ def _scaling_decision(spec: WorkloadSpec, c: Candidate, batch: int,
     """Serving: autoscale over the traffic. A batch job: a fixed set of replicas for the job."""
     rmin, rpeak = c.detail("replicas_min"), c.detail("replicas_peak")
     scaling: dict[str, object] = {"min_replicas": rmin, "max_replicas": rpeak,
-                                  "metric": "vllm:num_requests_running",
+                                  "metric": SCALE_METRIC,
                                   "target_per_replica": batch}
     if spec.task == "batch-inference":
         rps = float(c.detail("requests_per_s_per_replica") or 0)
@@ -179,8 +173,9 @@ def _scaling_decision(spec: WorkloadSpec, c: Candidate, batch: int,
                         "deadline; scale to zero when it is done"), scaling
     return Decision(
         ("auto-scaling", "hpa", "replica"),
-        f"autoscale between {rmin} and {rpeak} replicas on the engine's running requests "
-        f"(target {batch} per replica, the concurrency that holds the SLO), not on CPU; "
+        f"autoscale between {rmin} and {rpeak} replicas on the requests each replica holds, "
+        f"running and waiting (target {batch} per replica, the concurrency that holds the SLO "
+        "and the engine's --max-num-seqs, so a queue scales it out), not on CPU; "
         f"{spec.traffic.rps:g} requests/s on average, "
         f"{spec.traffic.rps * spec.traffic.peak_to_mean:g} at the peak"), scaling
 

@@ -1,0 +1,58 @@
+"""The render use case: from a serving plan to Kubernetes objects, grouped one file per concern.
+
+    serving_context   the plan in Kubernetes terms (refuses what is not built yet)
+    build             objects per file, as plain dicts (workload, cache, karpenter builders)
+    output            deterministic YAML, kustomization.yaml, README.md, writing a directory
+    check             schema validation (core kinds and CRDs) and cross-object checks
+
+Apply order is the file order: namespace and quota, nodes, storage, workload, network,
+autoscaling, monitoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eksplain.catalog import Model
+from eksplain.hardware import HardwareCatalog
+from eksplain.render import workload as w
+from eksplain.render.cache import cache_objects, cache_volume
+from eksplain.render.context import RenderContext, RenderOptions, serving_context
+from eksplain.render.karpenter import ec2_node_class, node_pool
+from eksplain.search import Plan
+from eksplain.spec import WorkloadSpec
+
+__all__ = ["Manifests", "RenderOptions", "build", "render_plan"]
+
+
+@dataclass(frozen=True)
+class Manifests:
+    """The rendered objects, one file name per concern, in apply order."""
+
+    files: tuple[tuple[str, tuple[dict[str, Any], ...]], ...]
+    context: RenderContext
+
+    @property
+    def objects(self) -> tuple[dict[str, Any], ...]:
+        return tuple(obj for _, objs in self.files for obj in objs)
+
+
+def build(ctx: RenderContext) -> Manifests:
+    autoscaler = w.scaled_object(ctx) if ctx.options.autoscaler == "keda" else w.hpa(ctx)
+    files: list[tuple[str, list[dict[str, Any]]]] = [
+        ("00-namespace.yaml", [w.namespace(ctx), w.resource_quota(ctx)]),
+        ("10-nodes.yaml", [ec2_node_class(ctx), node_pool(ctx)]),
+        ("20-model-cache.yaml", cache_objects(ctx)),
+        ("30-deployment.yaml", [w.service_account(ctx), w.deployment(ctx, cache_volume(ctx))]),
+        ("40-service.yaml", [w.service(ctx), w.network_policy(ctx)]),
+        ("50-autoscaling.yaml", [autoscaler, w.disruption_budget(ctx)]),
+        ("60-monitoring.yaml", [w.service_monitor(ctx)]),
+    ]
+    return Manifests(tuple((name, tuple(objs)) for name, objs in files if objs), ctx)
+
+
+def render_plan(spec: WorkloadSpec, plan: Plan, model: Model, catalog: HardwareCatalog,
+                options: RenderOptions) -> Manifests:
+    """The manifests of a serving plan; ``RenderError`` for what render does not build yet."""
+    return build(serving_context(spec, plan, model, catalog, options))

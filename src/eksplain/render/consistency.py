@@ -1,0 +1,185 @@
+"""Cross-object checks: what schemas cannot see, and what leaves pods Pending in a real cluster.
+
+    nodes        every pod's nodeSelector is provided by an emitted NodePool (its template
+                 labels or single-valued In requirements), the pod tolerates its taints, and
+                 the NodePool's limits leave room for the nodes the maximum replicas need
+    capacity     a pod's requests fit the allocatable of the NodePool's instance type
+    quota        the namespace's ResourceQuota covers the most the autoscaler asks for
+    references   PVC, StorageClass, Secret, ConfigMap and ServiceAccount names resolve
+    scaling      HPA / KEDA targets and PDB / Service / NetworkPolicy / ServiceMonitor selectors
+                 match the pods, and named ports exist
+
+Secrets the user must create (the Hugging Face token) are passed in as ``external`` names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from eksplain.hardware import HardwareCatalog, InstanceType, Resources
+from eksplain.render.references import (
+    check_references,
+    check_selectors,
+    kind_of,
+    namespace_of,
+    parse_quantity,
+    pod_templates,
+)
+from eksplain.render.schemas import Finding, object_ref
+
+__all__ = ["check_consistency", "pod_requests"]
+
+Obj = dict[str, Any]
+
+
+def _pods(objs: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
+    """(workload, its pod spec) for each pod template."""
+    for workload, template in pod_templates(objs):
+        yield workload, template["spec"]
+
+
+def _amount(name: str, value: object) -> int:
+    return parse_quantity(value, millis=name == "cpu")
+
+
+def pod_requests(pod: Obj) -> dict[str, int]:
+    """A pod's effective requests: the larger of its containers' sum and any init container
+    (CPU in millicores, memory in bytes, extended resources as counts)."""
+    total: dict[str, int] = {}
+    for c in pod.get("containers", []):
+        for name, value in (c.get("resources", {}).get("requests") or {}).items():
+            total[name] = total.get(name, 0) + _amount(name, value)
+    for c in pod.get("initContainers", []):
+        for name, value in (c.get("resources", {}).get("requests") or {}).items():
+            total[name] = max(total.get(name, 0), _amount(name, value))
+    return total
+
+
+def _provided_labels(pool: Obj) -> dict[str, str]:
+    template = pool["spec"]["template"]
+    labels = dict((template.get("metadata") or {}).get("labels") or {})
+    for req in template["spec"].get("requirements", []):
+        if req.get("operator") == "In" and len(req.get("values", [])) == 1:
+            labels[req["key"]] = req["values"][0]
+    return labels
+
+
+def _tolerates(tolerations: list[Obj], taint: Obj) -> bool:
+    for t in tolerations:
+        if t.get("key") not in (None, taint["key"]):
+            continue
+        if t.get("effect") not in (None, "", taint["effect"]):
+            continue
+        if t.get("operator") == "Exists" or t.get("value") == taint.get("value"):
+            return True
+    return False
+
+
+def _pool_for(pod: Obj, pools: list[Obj]) -> Obj | None:
+    selector = pod.get("nodeSelector") or {}
+    for pool in pools:
+        labels = _provided_labels(pool)
+        taints = pool["spec"]["template"]["spec"].get("taints", [])
+        if (all(labels.get(k) == v for k, v in selector.items())
+                and all(_tolerates(pod.get("tolerations", []), t) for t in taints)):
+            return pool
+    return None
+
+
+def _check_nodes(objs: list[Obj], catalog: HardwareCatalog) -> Iterator[Finding]:
+    pools = kind_of(objs, "NodePool")
+    for workload, pod in _pods(objs):
+        pool = _pool_for(pod, pools)
+        if pool is None:
+            yield Finding(object_ref(workload), "spec.template.spec.nodeSelector",
+                          f"no NodePool in the render provides {pod.get('nodeSelector') or {}} "
+                          "with taints the pod tolerates: the pod would stay Pending; make the "
+                          "selector match a NodePool's template labels or requirements, or add "
+                          "the matching toleration")
+            continue
+        yield from _check_capacity(workload, pod, pool, catalog)
+        yield from _check_pool_limits(objs, workload, pod, pool, catalog)
+
+
+def _instance_of(pool: Obj, catalog: HardwareCatalog) -> InstanceType | None:
+    name = _provided_labels(pool).get("node.kubernetes.io/instance-type")
+    return next((i for i in catalog.instances if i.name == name), None)
+
+
+def _check_capacity(workload: Obj, pod: Obj, pool: Obj,
+                    catalog: HardwareCatalog) -> Iterator[Finding]:
+    inst = _instance_of(pool, catalog)
+    if inst is None:
+        return
+    limits = _amounts(inst.allocatable)
+    for name, asked in sorted(pod_requests(pod).items()):
+        have = limits.get(name)
+        if have is not None and asked > have:
+            yield Finding(object_ref(workload),
+                          f"spec.template.spec.containers[*].resources.requests.{name}",
+                          f"the pod requests {asked:,} ({name}) but {inst.name} has {have:,} "
+                          f"allocatable (NodePool/{pool['metadata']['name']}): lower the request "
+                          "or choose a larger instance type")
+
+
+def _amounts(res: Resources) -> dict[str, int]:
+    """Resources keyed as in a pod's requests (CPU in millicores, memory in bytes)."""
+    return {"cpu": res.cpu_millicores, "memory": res.memory_bytes, **dict(res.extended)}
+
+
+def _check_pool_limits(objs: list[Obj], workload: Obj, pod: Obj, pool: Obj,
+                       catalog: HardwareCatalog) -> Iterator[Finding]:
+    """Karpenter stops launching nodes at the NodePool's limits (counted in node capacity):
+    the nodes that the workload's maximum replicas need must fit under them."""
+    inst = _instance_of(pool, catalog)
+    limits = pool["spec"].get("limits") or {}
+    if inst is None or not limits:
+        return
+    have = _amounts(inst.allocatable)
+    asked = {k: v for k, v in pod_requests(pod).items() if v > 0 and k in have}
+    per_node = min((have[k] // v for k, v in asked.items()), default=1)
+    if per_node < 1:
+        return  # a pod that fits no node is reported by _check_capacity
+    nodes = math.ceil(_max_replicas(objs, workload) / per_node)
+    capacity = _amounts(inst.capacity)
+    for name, value in sorted(limits.items()):
+        need = capacity.get(name, 0) * nodes
+        if need > _amount(name, value):
+            yield Finding(object_ref(pool), f"spec.limits.{name}",
+                          f"allows {value} but {object_ref(workload)} needs {nodes} "
+                          f"{inst.name} nodes at its maximum replicas ({per_node} pods per "
+                          f"node), {need:,} ({name}): raise the limit or lower the replicas")
+
+
+def _max_replicas(objs: list[Obj], workload: Obj) -> int:
+    top = int(workload["spec"].get("replicas", 1))
+    for scaler in kind_of(objs, "HorizontalPodAutoscaler") + kind_of(objs, "ScaledObject"):
+        if scaler["spec"]["scaleTargetRef"]["name"] == workload["metadata"]["name"]:
+            top = max(top, int(scaler["spec"].get("maxReplicas")
+                               or scaler["spec"].get("maxReplicaCount") or 0))
+    return top
+
+
+def _check_quota(objs: list[Obj]) -> Iterator[Finding]:
+    for quota in kind_of(objs, "ResourceQuota"):
+        for key, value in sorted(quota["spec"]["hard"].items()):
+            if not key.startswith("requests."):
+                continue
+            resource = key.removeprefix("requests.")
+            need = sum(_max_replicas(objs, w) * pod_requests(p).get(resource, 0)
+                       for w, p in _pods(objs) if namespace_of(w) == namespace_of(quota))
+            if need > _amount(resource, value):
+                yield Finding(object_ref(quota), f"spec.hard.{key}",
+                              f"allows {value} but the workloads ask for {need} at their "
+                              f"maximum replicas: raise the quota to at least {need}")
+
+
+def check_consistency(objects: tuple[Obj, ...], catalog: HardwareCatalog,
+                      external_secrets: tuple[str, ...] = ()) -> list[Finding]:
+    """Every cross-object problem, in a stable order."""
+    objs = list(objects)
+    found = [*_check_nodes(objs, catalog), *_check_quota(objs),
+             *check_references(objs, external_secrets), *check_selectors(objs)]
+    return sorted(found, key=lambda f: (f.object, f.field, f.message))

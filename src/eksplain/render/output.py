@@ -1,0 +1,123 @@
+"""Rendered objects as files: deterministic YAML, a kustomization.yaml and a README.md.
+
+The same manifests always give the same bytes: keys keep the builders' order, lists keep theirs
+(they are built sorted where order does not matter), no timestamps, no YAML anchors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eksplain.errors import RenderError
+from eksplain.render import Manifests
+from eksplain.render.context import KUBERNETES_VERSION
+from eksplain.render.workload import adapter_metric
+
+__all__ = ["dump", "file_texts", "stream", "write_files"]
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, and never an anchor or alias (``&id001``) for a repeated value."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump(objects: tuple[dict[str, Any], ...]) -> str:
+    return yaml.dump_all(list(objects), Dumper=_Dumper, sort_keys=False,
+                         default_flow_style=False, width=100, allow_unicode=True)
+
+
+def stream(manifests: Manifests) -> str:
+    """Every object as one multi-document YAML stream, in apply order."""
+    return dump(manifests.objects)
+
+
+def _kustomization(manifests: Manifests) -> str:
+    doc = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+           "resources": [name for name, _ in manifests.files]}
+    return dump((doc,))
+
+
+_WHAT = {
+    "Namespace": "the namespace, enforcing the restricted Pod Security Standard",
+    "ResourceQuota": "caps the namespace's accelerators at the autoscaler's maximum",
+    "EC2NodeClass": "how Karpenter launches the nodes: AMI, IAM role, subnets, disks",
+    "NodePool": "exactly the plan's instance type and capacity type, tainted for these pods",
+    "StorageClass": "the shared file system that caches the model",
+    "PersistentVolumeClaim": "the model cache volume the pods mount",
+    "ServiceAccount": "the pods' identity (associate it with an IAM role for S3 access)",
+    "Deployment": "the vLLM server with the plan's parallelism, limits and probes",
+    "Service": "the server's stable address inside the cluster",
+    "NetworkPolicy": "admits traffic to the server's port only",
+    "HorizontalPodAutoscaler": "scales replicas on the requests each pod holds (running + "
+                               "waiting)",
+    "ScaledObject": "KEDA scales replicas on the requests each pod holds (running + waiting) "
+                    "from Prometheus",
+    "PodDisruptionBudget": "at most one replica down during node drains",
+    "ServiceMonitor": "Prometheus scrapes the engine's /metrics",
+}
+
+
+def _readme(manifests: Manifests) -> str:
+    ctx = manifests.context
+    lines = [f"# {ctx.model_id} on {ctx.instance.name}", "",
+             "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
+             f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1, "
+             "KEDA v2 and the Prometheus operator, and each other.", "",
+             "## Apply order", "",
+             "`kubectl apply -k .` applies everything; by hand, apply the files in this order:", ""]
+    for name, objs in manifests.files:
+        lines.append(f"- `{name}`")
+        for obj in objs:
+            lines.append(f"  - {obj['kind']} `{obj['metadata']['name']}`: {_WHAT[obj['kind']]}")
+    lines += ["", "## Before you apply", "",
+              "- the cluster runs Karpenter v1, the NVIDIA device plugin and the Prometheus "
+              "operator" + (", and KEDA" if ctx.options.autoscaler == "keda" else
+                            ", and the Prometheus adapter with a rule that serves "
+                            f"`{ctx.scale_metric}` per pod as `{adapter_metric(ctx)}`"),
+              f"- create the Secret `{ctx.options.hf_token_secret}` (key `HF_TOKEN`) in namespace "
+              f"`{ctx.namespace}` for gated models; it is never written here",
+              f"- the node role `KarpenterNodeRole-{ctx.options.cluster_name}` and subnets and "
+              f"security groups tagged `karpenter.sh/discovery: {ctx.options.cluster_name}`"]
+    if ctx.cache == "s3":
+        lines.append(f"- the weights under `s3://{ctx.options.model_bucket}/{ctx.model_id}/`, "
+                     f"readable by ServiceAccount `{ctx.name}` (EKS Pod Identity or IRSA)")
+    else:
+        lines.append(f"- the {ctx.cache} CSI driver, and the placeholders (`REPLACE-ME`) in "
+                     "`20-model-cache.yaml` set to your subnet, security group or file system")
+        lines.append("- the cache seeded with the model before the first rollout: the startup "
+                     "probe allows the plan's cold start from the cache, not a download from "
+                     "the Hugging Face hub")
+    return "\n".join(lines) + "\n"
+
+
+def file_texts(manifests: Manifests) -> tuple[tuple[str, str], ...]:
+    """(file name, text) of every file the render writes, in apply order."""
+    texts = [(name, dump(objs)) for name, objs in manifests.files]
+    return (*texts, ("kustomization.yaml", _kustomization(manifests)),
+            ("README.md", _readme(manifests)))
+
+
+def write_files(files: tuple[tuple[str, str], ...], out_dir: Path, force: bool) -> tuple[Path, ...]:
+    """Write the files into ``out_dir``. An existing directory is refused unless ``force``; even
+    then only the render's own files are overwritten, and nothing else is deleted."""
+    if out_dir.exists() and not force:
+        raise RenderError(f"{out_dir} already exists.",
+                          hint="choose a new directory, or pass --force to overwrite the "
+                               "rendered files in it (other files are left alone)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RenderError(f"{out_dir} exists and is not a directory.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, text in files:
+            path = out_dir / name
+            path.write_text(text, encoding="utf-8")
+            paths.append(path)
+    except OSError as exc:
+        raise RenderError(f"Cannot write to {out_dir}: {exc.strerror}.") from exc
+    return tuple(paths)

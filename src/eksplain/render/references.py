@@ -1,0 +1,165 @@
+"""Cross-object checks on names and selectors: every reference resolves to an object of the
+render (or to a Secret the user is told to create), and every selector selects the pods.
+Also the Kubernetes quantity parser the checks share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from eksplain.render.schemas import Finding, object_ref
+
+__all__ = ["check_references", "check_selectors", "kind_of", "parse_quantity", "pod_templates"]
+
+Obj = dict[str, Any]
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "DaemonSet")
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def parse_quantity(value: object, millis: bool = False) -> int:
+    """A Kubernetes quantity as an integer (in thousandths when ``millis``: CPU millicores)."""
+    text = str(value)
+    scale = 1000 if millis else 1
+    if text.endswith("m"):
+        return int(text[:-1]) * scale // 1000
+    for suffix, factor in (*_BINARY.items(), *_DECIMAL.items()):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor * scale)
+    return int(float(text) * scale)
+
+
+def kind_of(objs: list[Obj], kind: str) -> list[Obj]:
+    return [o for o in objs if o.get("kind") == kind]
+
+
+def namespace_of(obj: Obj) -> str:
+    return str(obj["metadata"].get("namespace", ""))
+
+
+def pod_templates(objs: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
+    """(workload, its pod template) for each workload."""
+    for obj in objs:
+        if obj.get("kind") in WORKLOAD_KINDS:
+            yield obj, obj["spec"]["template"]
+
+
+def _names(objs: list[Obj], kind: str, namespace: str | None) -> set[str]:
+    return {o["metadata"]["name"] for o in kind_of(objs, kind)
+            if namespace is None or namespace_of(o) == namespace}
+
+
+def _secret_refs(pod: Obj) -> Iterator[tuple[str, str]]:
+    for group in ("initContainers", "containers"):
+        for i, c in enumerate(pod.get(group, [])):
+            for j, env in enumerate(c.get("env", [])):
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    yield f"{group}[{i}].env[{j}].valueFrom.secretKeyRef.name", ref["name"]
+
+
+def _secret_volumes(pod: Obj) -> Iterator[tuple[str, str]]:
+    for i, vol in enumerate(pod.get("volumes", [])):
+        if "secret" in vol:
+            yield f"volumes[{i}].secret.secretName", vol["secret"]["secretName"]
+
+
+def _check_pod_refs(objs: list[Obj], workload: Obj, pod: Obj,
+                    external: tuple[str, ...]) -> Iterator[Finding]:
+    ns = namespace_of(workload)
+    where = object_ref(workload)
+    claims, config_maps = _names(objs, "PersistentVolumeClaim", ns), _names(objs, "ConfigMap", ns)
+    for i, vol in enumerate(pod.get("volumes", [])):
+        claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
+        if claim is not None and claim not in claims:
+            yield Finding(where, f"spec.template.spec.volumes[{i}].persistentVolumeClaim",
+                          f"PersistentVolumeClaim {claim!r} is not in the render (namespace "
+                          f"{ns}): the pod would stay Pending; add the claim or fix the name")
+        cm = (vol.get("configMap") or {}).get("name")
+        if cm is not None and cm not in config_maps:
+            yield Finding(where, f"spec.template.spec.volumes[{i}].configMap",
+                          f"ConfigMap {cm!r} is not in the render: add it or fix the name")
+    secrets = _names(objs, "Secret", ns) | set(external)
+    for field, name in (*_secret_refs(pod), *_secret_volumes(pod)):
+        if name not in secrets:
+            yield Finding(where, f"spec.template.spec.{field}",
+                          f"Secret {name!r} is neither rendered nor one the README asks you to "
+                          "create: fix the name")
+    account = pod.get("serviceAccountName")
+    if account and account not in _names(objs, "ServiceAccount", ns):
+        yield Finding(where, "spec.template.spec.serviceAccountName",
+                      f"ServiceAccount {account!r} is not in the render: add it or fix the name")
+
+
+def _check_claims(objs: list[Obj]) -> Iterator[Finding]:
+    classes = _names(objs, "StorageClass", None)
+    for pvc in kind_of(objs, "PersistentVolumeClaim"):
+        name = pvc["spec"].get("storageClassName")
+        if name is not None and name not in classes:
+            yield Finding(object_ref(pvc), "spec.storageClassName",
+                          f"StorageClass {name!r} is not in the render: add it or fix the name")
+
+
+def check_references(objs: list[Obj], external_secrets: tuple[str, ...]) -> list[Finding]:
+    found = list(_check_claims(objs))
+    for workload, template in pod_templates(objs):
+        found += _check_pod_refs(objs, workload, template["spec"], external_secrets)
+    return found
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _pod_labels(objs: list[Obj], namespace: str) -> list[dict[str, str]]:
+    return [t["metadata"].get("labels") or {} for w, t in pod_templates(objs)
+            if namespace_of(w) == namespace]
+
+
+def _selector_paths(obj: Obj) -> Iterator[tuple[str, dict[str, str]]]:
+    spec = obj.get("spec", {})
+    kind = obj.get("kind")
+    if kind == "Service":
+        yield "spec.selector", spec.get("selector") or {}
+    elif kind in ("PodDisruptionBudget", *WORKLOAD_KINDS):
+        yield "spec.selector.matchLabels", spec["selector"].get("matchLabels") or {}
+    elif kind == "NetworkPolicy":
+        yield "spec.podSelector.matchLabels", spec["podSelector"].get("matchLabels") or {}
+
+
+def _check_targets(objs: list[Obj]) -> Iterator[Finding]:
+    for scaler in kind_of(objs, "HorizontalPodAutoscaler") + kind_of(objs, "ScaledObject"):
+        ref = scaler["spec"]["scaleTargetRef"]
+        kind = ref.get("kind", "Deployment")
+        if ref["name"] not in _names(objs, kind, namespace_of(scaler)):
+            yield Finding(object_ref(scaler), "spec.scaleTargetRef",
+                          f"{kind} {ref['name']!r} is not in the render: point the autoscaler "
+                          "at the rendered workload")
+
+
+def _check_monitors(objs: list[Obj]) -> Iterator[Finding]:
+    for monitor in kind_of(objs, "ServiceMonitor"):
+        selector = monitor["spec"]["selector"].get("matchLabels") or {}
+        services = [s for s in kind_of(objs, "Service") if namespace_of(s) == namespace_of(monitor)
+                    and _selects(selector, s["metadata"].get("labels") or {})]
+        if not services:
+            yield Finding(object_ref(monitor), "spec.selector.matchLabels",
+                          f"{selector} selects no Service of the render: use the Service's labels")
+            continue
+        ports = {p.get("name") for s in services for p in s["spec"]["ports"]}
+        for i, endpoint in enumerate(monitor["spec"]["endpoints"]):
+            if endpoint.get("port") not in ports:
+                yield Finding(object_ref(monitor), f"spec.endpoints[{i}].port",
+                              f"no selected Service has a port named {endpoint.get('port')!r}")
+
+
+def check_selectors(objs: list[Obj]) -> list[Finding]:
+    found: list[Finding] = [*_check_targets(objs), *_check_monitors(objs)]
+    for obj in objs:
+        for field, selector in _selector_paths(obj):
+            if not any(_selects(selector, labels)
+                       for labels in _pod_labels(objs, namespace_of(obj))):
+                found.append(Finding(object_ref(obj), field,
+                                     f"{selector} selects no pod of the render: use the pod "
+                                     "template's labels"))
+    return found

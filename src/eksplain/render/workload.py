@@ -1,0 +1,280 @@
+"""The serving workload as Kubernetes objects: Namespace, quota, Deployment, Service and the
+objects around them (autoscaler, disruption budget, network policy, metrics scrape).
+
+Each builder returns one plain dict in the order ``kubectl get -o yaml`` shows its fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eksplain.render.context import PROBE_PERIOD_S, RenderContext
+from eksplain.units import GIB, MIB
+
+__all__ = [
+    "deployment",
+    "disruption_budget",
+    "hpa",
+    "namespace",
+    "network_policy",
+    "quantity",
+    "resource_quota",
+    "scaled_object",
+    "service",
+    "service_account",
+    "service_monitor",
+]
+
+CACHE_MOUNT = "/models"
+# vLLM, torch.compile, Triton and the HF hub write here; the root file system is read-only.
+WORK_MOUNT = "/cache"
+TOKEN_MOUNT = "/var/run/secrets/huggingface"
+TMP_BYTES = 1 * GIB
+WORK_BYTES = 10 * GIB  # torch.compile and Triton kernel caches, vLLM's own cache
+
+
+# checkov checks that do not apply, each with its reason (checkov reads these annotations).
+SCANNER_SKIPS = {
+    "checkov.io/skip1": "CKV_K8S_43=image digests cannot be looked up offline; the tag is pinned "
+                        "in eksplain/data/images.yaml: pin your registry mirror's digest",
+    "checkov.io/skip2": "CKV_K8S_15=the tag is pinned, so IfNotPresent runs the same image "
+                        "without asking the registry again for a 10-20 GB image on every start",
+}
+
+
+def quantity(num_bytes: int) -> str:
+    """Bytes as a Kubernetes quantity in whole MiB or GiB."""
+    if num_bytes % (1024 * MIB) == 0:
+        return f"{num_bytes // (1024 * MIB)}Gi"
+    return f"{-(-num_bytes // MIB)}Mi"
+
+
+def _meta(ctx: RenderContext, name: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"name": name or ctx.name, "namespace": ctx.namespace, "labels": dict(ctx.labels),
+            **extra}
+
+
+def namespace(ctx: RenderContext) -> dict[str, Any]:
+    # The pods meet the "restricted" Pod Security Standard, so the namespace enforces it.
+    labels = {**ctx.labels, "pod-security.kubernetes.io/enforce": "restricted"}
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ctx.namespace, "labels": labels}}
+
+
+def resource_quota(ctx: RenderContext) -> dict[str, Any]:
+    """GPUs for the autoscaler's maximum: rollouts replace pods without a surge (see the
+    Deployment's strategy), so that is the most the namespace ever requests."""
+    gpus = ctx.replicas_max * ctx.gpus_per_pod
+    return {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": _meta(ctx, f"{ctx.name}-gpus"),
+            "spec": {"hard": {f"requests.{ctx.accelerator.k8s_resource}": str(gpus)}}}
+
+
+def service_account(ctx: RenderContext) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(ctx),
+            "automountServiceAccountToken": False}
+
+
+def _security() -> dict[str, Any]:
+    return {"allowPrivilegeEscalation": False, "privileged": False,
+            "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]}}
+
+
+def cpu_quantity(millicores: int) -> str:
+    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
+
+
+def _resources(ctx: RenderContext) -> dict[str, Any]:
+    """Requests = limits (Guaranteed QoS). Ephemeral storage covers the writable emptyDirs:
+    /tmp, the work directory and, for the S3 cache, the local copy of the weights."""
+    disk = TMP_BYTES + WORK_BYTES + (ctx.cache_volume_bytes if ctx.cache == "s3" else 0)
+    amounts = {"cpu": cpu_quantity(ctx.cpu_millicores), "memory": quantity(ctx.memory_bytes),
+               "ephemeral-storage": quantity(disk),
+               ctx.accelerator.k8s_resource: str(ctx.gpus_per_pod)}
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _probe(ctx: RenderContext, period_s: int, failures: int) -> dict[str, Any]:
+    vllm = ctx.images["vllm"]
+    return {"httpGet": {"path": vllm["health_path"], "port": "http"},
+            "periodSeconds": period_s, "timeoutSeconds": 5, "failureThreshold": failures}
+
+
+def _env(ctx: RenderContext) -> list[dict[str, Any]]:
+    return [
+        # The token is a file, not an environment variable (which leaks into logs and child
+        # processes); huggingface_hub reads it from HF_TOKEN_PATH.
+        {"name": "HF_TOKEN_PATH", "value": f"{TOKEN_MOUNT}/HF_TOKEN"},
+        # The S3 copy is mounted read-only, so the hub cache then goes to the work directory.
+        {"name": "HF_HOME", "value": f"{WORK_MOUNT if ctx.cache == 's3' else CACHE_MOUNT}/hf"},
+        {"name": "HOME", "value": f"{WORK_MOUNT}/home"},
+        {"name": "XDG_CACHE_HOME", "value": WORK_MOUNT},
+        {"name": "VLLM_CACHE_ROOT", "value": f"{WORK_MOUNT}/vllm"},
+        {"name": "TRITON_CACHE_DIR", "value": f"{WORK_MOUNT}/triton"},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+    ]
+
+
+def _model_arg(ctx: RenderContext) -> str:
+    """The S3 cache is copied to a local directory; the shared caches hold the HF hub layout."""
+    return f"{CACHE_MOUNT}/{ctx.model_id}" if ctx.cache == "s3" else ctx.model_id
+
+
+def _server(ctx: RenderContext) -> dict[str, Any]:
+    vllm = ctx.images["vllm"]
+    mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT, "readOnly": ctx.cache == "s3"},
+              {"name": "dshm", "mountPath": "/dev/shm"},
+              {"name": "tmp", "mountPath": "/tmp"},
+              {"name": "work", "mountPath": WORK_MOUNT},
+              {"name": "hf-token", "mountPath": TOKEN_MOUNT, "readOnly": True}]
+    return {
+        "name": "vllm", "image": ctx.image("vllm"), "imagePullPolicy": "IfNotPresent",
+        "command": ["vllm", "serve"], "args": [_model_arg(ctx), *ctx.engine_args],
+        "ports": [{"name": "http", "containerPort": int(vllm["port"]), "protocol": "TCP"}],
+        "env": _env(ctx), "resources": _resources(ctx),
+        "startupProbe": _probe(ctx, PROBE_PERIOD_S, ctx.startup_failures),
+        "readinessProbe": _probe(ctx, 5, 3), "livenessProbe": _probe(ctx, 10, 3),
+        "securityContext": _security(), "volumeMounts": mounts,
+    }
+
+
+def _volumes(ctx: RenderContext, cache_volume: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"name": "model-cache", **cache_volume},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": quantity(ctx.shm_bytes)}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": quantity(TMP_BYTES)}},
+        {"name": "work", "emptyDir": {"sizeLimit": quantity(WORK_BYTES)}},
+        # Optional when the weights come from S3: only gated downloads need the token.
+        {"name": "hf-token", "secret": {"secretName": ctx.options.hf_token_secret,
+                                        "optional": ctx.cache == "s3", "defaultMode": 0o440}},
+    ]
+
+
+def _pod_spec(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, Any]]],
+              ) -> dict[str, Any]:
+    cache_volume, init = cache
+    uid = int(ctx.images["vllm"]["user_id"])
+    key, value = ctx.node_label
+    spec: dict[str, Any] = {
+        "serviceAccountName": ctx.name, "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
+                            "fsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}},
+        "nodeSelector": {key: value,
+                         "node.kubernetes.io/instance-type": ctx.instance.name,
+                         "karpenter.sh/capacity-type": ctx.capacity_type},
+        "tolerations": [{"key": ctx.accelerator.k8s_resource, "operator": "Exists",
+                         "effect": "NoSchedule"}],
+        "topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": dict(ctx.selector)}}],
+        # vLLM drains in-flight requests on SIGTERM; give long generations time to finish.
+        "terminationGracePeriodSeconds": 60,
+    }
+    if init:
+        spec["initContainers"] = init
+    spec["containers"] = [_server(ctx)]
+    spec["volumes"] = _volumes(ctx, cache_volume)
+    return spec
+
+
+def deployment(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, Any]]],
+               ) -> dict[str, Any]:
+    """The vLLM server; ``cache`` is the model-cache volume source and its init containers."""
+    annotations = {
+        "eksplain.io/model": ctx.model_id,
+        "eksplain.io/instance-type": ctx.instance.name,
+        **SCANNER_SKIPS,
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": _meta(ctx, annotations=annotations),
+        "spec": {
+            "replicas": ctx.replicas_min,
+            "selector": {"matchLabels": dict(ctx.selector)},
+            # No surge: a rollout never asks for GPUs beyond the autoscaler's maximum.
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "template": {"metadata": {"labels": dict(ctx.labels)},
+                         "spec": _pod_spec(ctx, cache)},
+        },
+    }
+
+
+def service(ctx: RenderContext) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(ctx),
+            "spec": {"type": "ClusterIP", "selector": dict(ctx.selector),
+                     "ports": [{"name": "http", "port": int(ctx.images["vllm"]["port"]),
+                                "targetPort": "http", "protocol": "TCP"}]}}
+
+
+def network_policy(ctx: RenderContext) -> dict[str, Any]:
+    """Ingress to the server's port only; egress stays open (S3, the Hugging Face hub)."""
+    port = int(ctx.images["vllm"]["port"])
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(ctx),
+            "spec": {"podSelector": {"matchLabels": dict(ctx.selector)},
+                     "policyTypes": ["Ingress"],
+                     "ingress": [{"ports": [{"protocol": "TCP", "port": port}]}]}}
+
+
+def disruption_budget(ctx: RenderContext) -> dict[str, Any]:
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(ctx),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(ctx.selector)}}}
+
+
+def _behavior() -> dict[str, Any]:
+    # Scale up at once (a new replica takes minutes to start); scale down after five minutes
+    # of lower load, the Kubernetes default window, so a lull does not drop warm replicas.
+    return {"scaleUp": {"stabilizationWindowSeconds": 0},
+            "scaleDown": {"stabilizationWindowSeconds": 300}}
+
+
+def adapter_metric(ctx: RenderContext) -> str:
+    """The per-pod metric name the Prometheus adapter serves for the plan's metric expression
+    (``a + b``: one rule summing the gauges; see the rendered README)."""
+    names = [m.strip().replace(":", "_") for m in ctx.scale_metric.split("+")]
+    common = names[0]  # the shared prefix: vllm_num_requests_ (running, waiting)
+    for n in names[1:]:
+        while not n.startswith(common):
+            common = common[:-1]
+    return common + "_and_".join(n[len(common):] for n in names)
+
+
+def hpa(ctx: RenderContext) -> dict[str, Any]:
+    """Scale on the requests each pod holds (running + waiting), served per pod by the
+    Prometheus adapter under ``adapter_metric`` (the rendered README gives the rule)."""
+    return {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": _meta(ctx),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ctx.name},
+            "minReplicas": ctx.replicas_min, "maxReplicas": ctx.replicas_max,
+            "metrics": [{"type": "Pods", "pods": {
+                "metric": {"name": adapter_metric(ctx)},
+                "target": {"type": "AverageValue", "averageValue": str(ctx.scale_target)}}}],
+            "behavior": _behavior(),
+        },
+    }
+
+
+def scaled_object(ctx: RenderContext) -> dict[str, Any]:
+    selector = f'{{namespace="{ctx.namespace}",service="{ctx.name}"}}'
+    query = " + ".join(f"sum({m.strip()}{selector})" for m in ctx.scale_metric.split("+"))
+    return {
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": _meta(ctx),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ctx.name},
+            "minReplicaCount": ctx.replicas_min, "maxReplicaCount": ctx.replicas_max,
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior()}},
+            "triggers": [{"type": "prometheus", "metricType": "AverageValue", "metadata": {
+                "serverAddress": ctx.options.prometheus_url, "query": query,
+                "threshold": str(ctx.scale_target)}}],
+        },
+    }
+
+
+def service_monitor(ctx: RenderContext) -> dict[str, Any]:
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+            "metadata": _meta(ctx),
+            "spec": {"selector": {"matchLabels": dict(ctx.selector)},
+                     "endpoints": [{"port": "http", "path": ctx.images["vllm"]["metrics_path"],
+                                    "interval": "15s"}]}}

@@ -1,0 +1,369 @@
+"""render: every serving example renders and validates; golden files; determinism; the
+checker names each class of inconsistency; unsupported workloads are refused; the CLI."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from eksplain import api
+from eksplain.catalog import resolve_model
+from eksplain.cli.main import app
+from eksplain.errors import RenderError
+from eksplain.hardware import HardwareCatalog, Offering, load_catalog
+from eksplain.render import Manifests, RenderOptions, render_plan
+from eksplain.render.check import Finding, check_objects
+from eksplain.render.output import file_texts, write_files
+from eksplain.search import Plan
+from eksplain.spec import WorkloadSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+GOLDEN = ROOT / "tests" / "golden" / "render"
+SERVING = ("chat-llama-3.1-8b", "deepseek-v3", "embeddings-bge-2000rps", "moe-qwen3-30b-a3b",
+           "rag-llama-3.1-70b-32k")
+REFUSED = {
+    "finetune-trainium": "fine-tuning", "full-finetune-llama-3.1-70b": "fine-tuning",
+    "lora-llama-3.1-8b": "fine-tuning", "pretrain-7b-1t": "pre-training",
+    "nightly-summarisation": "batch-inference", "llama-inferentia2": "Neuron",
+}
+SECRETS = ("hf-token",)
+
+
+def _spec(name: str) -> WorkloadSpec:
+    return api.load_spec(EXAMPLES / f"{name}.yaml")
+
+
+@functools.cache
+def _catalog() -> HardwareCatalog:
+    return load_catalog()
+
+
+@functools.cache
+def _plan(name: str) -> Plan:
+    return api.plan(_spec(name))
+
+
+def _render(name: str, options: RenderOptions | None = None, plan: Plan | None = None,
+            ) -> Manifests:
+    spec = _spec(name)
+    return render_plan(spec, plan or _plan(name), resolve_model(spec.model), _catalog(),
+                       options or RenderOptions())
+
+
+def _check(objects: tuple[dict[str, Any], ...]) -> tuple[Finding, ...]:
+    return check_objects(objects, _catalog(), SECRETS)
+
+
+def test_every_example_is_rendered_or_refused() -> None:
+    assert {p.stem for p in EXAMPLES.glob("*.yaml")} == {*SERVING, *REFUSED,
+                                                         "mixtral-8x7b-spot"}
+
+
+@pytest.mark.parametrize("name", SERVING)
+@pytest.mark.parametrize("autoscaler", ["hpa", "keda"])
+def test_serving_examples_validate(name: str, autoscaler: str) -> None:
+    manifests = _render(name, RenderOptions(autoscaler="keda" if autoscaler == "keda" else "hpa"))
+    assert _check(manifests.objects) == ()
+    kinds = {o["kind"] for o in manifests.objects}
+    assert {"Namespace", "ResourceQuota", "NodePool", "EC2NodeClass", "Deployment", "Service",
+            "NetworkPolicy", "PodDisruptionBudget", "ServiceMonitor"} <= kinds
+    assert ("ScaledObject" if autoscaler == "keda" else "HorizontalPodAutoscaler") in kinds
+
+
+def _spot_prices() -> tuple[Offering, ...]:
+    # A made-up spot price list for the test (spot prices are not bundled): 40% of on-demand.
+    return tuple(Offering(o.instance_type, o.region, "spot", o.price_usd_per_hour * 0.4,
+                          "test", "test") for o in _catalog().offerings
+                 if o.capacity_type == "on-demand")
+
+
+def test_spot_example_renders_a_spot_node_pool(tmp_path: Path) -> None:
+    result = api.render(_spec("mixtral-8x7b-spot"), tmp_path / "out", check=True,
+                        offerings=_spot_prices())
+    pool = next(o for o in result.manifests.objects if o["kind"] == "NodePool")
+    requirements = {r["key"]: r["values"] for r in pool["spec"]["template"]["spec"]["requirements"]}
+    assert requirements["karpenter.sh/capacity-type"] == ["spot"]
+
+
+def _find(manifests: Manifests | tuple[dict[str, Any], ...], kind: str) -> dict[str, Any]:
+    objects = manifests.objects if isinstance(manifests, Manifests) else manifests
+    return next(o for o in objects if o["kind"] == kind)
+
+
+def _container(objects: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    pod = _find(objects, "Deployment")["spec"]["template"]["spec"]
+    container: dict[str, Any] = pod["containers"][0]
+    return container
+
+
+def test_vllm_arguments_follow_the_plan() -> None:
+    manifests = _render("rag-llama-3.1-70b-32k")
+    choice = _plan("rag-llama-3.1-70b-32k").choice
+    assert choice is not None
+    args = _container(manifests.objects)["args"]
+    flags = dict(zip(args[1::2], args[2::2], strict=False))
+    assert flags["--tensor-parallel-size"] == str(choice.tp)
+    assert flags["--pipeline-parallel-size"] == str(choice.pp)
+    assert flags["--max-model-len"] == "32768"
+    assert flags["--quantization"] == "fp8"  # a bf16 checkpoint served in fp8
+    # the replica admits the plan's batch (the concurrency that holds the TPOT SLO), not the
+    # engine's 256 sequences
+    assert flags["--max-num-seqs"] == str(int(choice.detail("batch") or 0))
+    resources = _container(manifests.objects)["resources"]
+    assert resources["requests"] == resources["limits"]
+    assert resources["requests"]["nvidia.com/gpu"] == str(choice.tp)
+    # DeepSeek-V3's checkpoint is already FP8: vLLM reads that from its config, no flag.
+    assert "--quantization" not in _container(_render("deepseek-v3").objects)["args"]
+
+
+def test_security_defaults_and_secret_reference() -> None:
+    manifests = _render("chat-llama-3.1-8b")
+    pod = _find(manifests, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for c in pod["containers"] + pod.get("initContainers", []):
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert c["image"].rsplit(":", 1)[1] not in ("", "latest")
+    assert pod["securityContext"]["runAsUser"] >= 10000
+    assert not any(e["name"] == "HF_TOKEN" for e in pod["containers"][0]["env"])
+    token = next(v for v in pod["volumes"] if v["name"] == "hf-token")
+    assert token["secret"]["secretName"] == "hf-token"
+
+
+def test_rerender_is_byte_identical() -> None:
+    first = file_texts(_render("chat-llama-3.1-8b"))
+    again = file_texts(_render("chat-llama-3.1-8b"))
+    assert first == again
+    assert all("&id" not in text and "*id" not in text for _, text in first)
+
+
+@pytest.mark.parametrize(("name", "autoscaler"), [("chat-llama-3.1-8b", "hpa"),
+                                                  ("rag-llama-3.1-70b-32k", "keda")])
+def test_golden_files(name: str, autoscaler: str) -> None:
+    """Set EKSPLAIN_REGEN_GOLDEN=1 to rewrite them after an intended change; review the diff."""
+    options = RenderOptions(autoscaler="keda" if autoscaler == "keda" else "hpa")
+    files = file_texts(_render(name, options))
+    folder = GOLDEN / name
+    if os.environ.get("EKSPLAIN_REGEN_GOLDEN") == "1":
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():
+            old.unlink()
+        for file_name, text in files:
+            (folder / file_name).write_text(text, encoding="utf-8")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(n for n, _ in files)
+    for file_name, text in files:
+        assert (folder / file_name).read_text(encoding="utf-8") == text, file_name
+
+
+def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
+    """checkov's Kubernetes checks on every serving example (HPA and KEDA, and a shared model
+    cache): no failure; the skips are annotated on the Deployment with their reasons."""
+    checkov = shutil.which("checkov")
+    if checkov is None:
+        pytest.fail("checkov is not installed: pip install -e '.[dev]'")
+    renders = {f"{n}-hpa": _render(n) for n in SERVING}
+    renders["rag-keda"] = _render("rag-llama-3.1-70b-32k", RenderOptions(autoscaler="keda"))
+    renders["chat-fsx"] = _render("chat-llama-3.1-8b",
+                                  plan=_with_cache("chat-llama-3.1-8b", "fsx-lustre"))
+    for label, manifests in renders.items():
+        write_files(file_texts(manifests), tmp_path / label, force=False)
+    result = subprocess.run(
+        [checkov, "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download",
+         "--quiet", "-o", "json"], capture_output=True, text=True, check=False, timeout=120)
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["failed"] == 0, result.stdout[-3000:]
+    assert summary["passed"] > 0
+    assert summary["skipped"] == 2 * len(renders)  # CKV_K8S_43 and CKV_K8S_15, with reasons
+
+
+# --- the checker names each class of inconsistency --------------------------------------------
+
+
+def _broken(name: str = "chat-llama-3.1-8b") -> list[dict[str, Any]]:
+    return copy.deepcopy(list(_render(name).objects))
+
+
+def _only(findings: tuple[Finding, ...], kind: str) -> Finding:
+    matching = [f for f in findings if f.object.startswith(kind + "/")]
+    assert len(matching) == 1, findings
+    return matching[0]
+
+
+def test_selector_without_a_node_pool_is_named() -> None:
+    objs = _broken()
+    pod = _find(tuple(objs), "Deployment")["spec"]["template"]["spec"]
+    pod["nodeSelector"]["eksplain.io/pool"] = "gpu-large"
+    finding = _only(_check(tuple(objs)), "Deployment")
+    assert finding.field == "spec.template.spec.nodeSelector"
+    assert "no NodePool" in finding.message
+    assert "Pending" in finding.message
+
+
+def test_missing_toleration_is_named() -> None:
+    objs = _broken()
+    _find(tuple(objs), "Deployment")["spec"]["template"]["spec"]["tolerations"] = []
+    assert "toleration" in _only(_check(tuple(objs)), "Deployment").message
+
+
+def test_request_above_allocatable_is_named() -> None:
+    objs = _broken()
+    resources = _container(tuple(objs))["resources"]
+    for part in ("requests", "limits"):
+        resources[part]["memory"] = "512Gi"
+    finding = _only(_check(tuple(objs)), "Deployment")
+    assert finding.field.endswith("resources.requests.memory")
+    assert "g6e.xlarge" in finding.message
+    assert "allocatable" in finding.message
+
+
+def test_quota_too_small_is_named() -> None:
+    objs = _broken()
+    _find(tuple(objs), "ResourceQuota")["spec"]["hard"]["requests.nvidia.com/gpu"] = "1"
+    finding = _only(_check(tuple(objs)), "ResourceQuota")
+    assert finding.field == "spec.hard.requests.nvidia.com/gpu"
+    assert "at least 5" in finding.message
+
+
+def test_node_pool_limit_below_the_peak_is_named() -> None:
+    objs = _broken("rag-llama-3.1-70b-32k")  # 10 replicas of 2 GPUs, 4 per p5.48xlarge node
+    _find(tuple(objs), "NodePool")["spec"]["limits"]["nvidia.com/gpu"] = "16"
+    finding = _only(_check(tuple(objs)), "NodePool")
+    assert finding.field == "spec.limits.nvidia.com/gpu"
+    assert "needs 3 p5.48xlarge nodes" in finding.message
+
+
+def _with_cache(name: str, cache: str) -> Plan:
+    plan = _plan(name)
+    extras = tuple((k, cache if k == "model_cache" else v) for k, v in plan.extras)
+    return dataclasses.replace(plan, extras=extras)
+
+
+@pytest.mark.parametrize("cache", ["fsx-lustre", "efs"])
+def test_shared_model_cache_renders_a_claim(cache: str) -> None:
+    manifests = _render("chat-llama-3.1-8b", plan=_with_cache("chat-llama-3.1-8b", cache))
+    assert _check(manifests.objects) == ()
+    claim = _find(manifests, "PersistentVolumeClaim")
+    storage_class = _find(manifests, "StorageClass")
+    assert claim["spec"]["storageClassName"] == storage_class["metadata"]["name"]
+    assert all(isinstance(v, str) for v in storage_class["parameters"].values())
+    if cache == "fsx-lustre":
+        assert claim["spec"]["resources"]["requests"]["storage"] == "1200Gi"
+
+
+def test_unknown_model_cache_is_refused() -> None:
+    with pytest.raises(RenderError, match="model cache 'tape'"):
+        _render("chat-llama-3.1-8b", plan=_with_cache("chat-llama-3.1-8b", "tape"))
+
+
+def test_missing_claim_is_named() -> None:
+    manifests = _render("chat-llama-3.1-8b", plan=_with_cache("chat-llama-3.1-8b", "fsx-lustre"))
+    objs = tuple(o for o in manifests.objects if o["kind"] != "PersistentVolumeClaim")
+    finding = _only(_check(objs), "Deployment")
+    assert "persistentVolumeClaim" in finding.field
+    assert "llama-3-1-8b-instruct-model-cache" in finding.message
+
+
+def test_unresolved_secret_target_and_selector_are_named() -> None:
+    objs = _broken()
+    _find(tuple(objs), "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["name"] = "other"
+    _find(tuple(objs), "Service")["spec"]["selector"] = {"app": "other"}
+    findings = check_objects(tuple(objs), _catalog(), ())  # the token Secret is not declared
+    assert _only(findings, "HorizontalPodAutoscaler").field == "spec.scaleTargetRef"
+    assert _only(findings, "Service").field == "spec.selector"
+    assert "Secret 'hf-token'" in _only(findings, "Deployment").message
+
+
+def test_unknown_fields_fail_the_schemas() -> None:
+    objs = _broken()
+    _find(tuple(objs), "NodePool")["spec"]["template"]["spec"]["taint"] = []
+    _container(tuple(objs))["imagePulPolicy"] = "Always"
+    findings = _check(tuple(objs))
+    assert "CRD schema" in _only(findings, "NodePool").message
+    assert "imagePulPolicy" in _only(findings, "Deployment").message
+
+
+def test_metadata_scope_and_names_are_checked() -> None:
+    objs = _broken()
+    _find(tuple(objs), "NodePool")["metadata"]["namespace"] = "default"
+    _find(tuple(objs), "ServiceMonitor")["metadata"]["labelz"] = {}
+    _find(tuple(objs), "Service")["metadata"]["name"] = "Chat_Server"
+    findings = _check(tuple(objs))
+    assert "cluster-scoped" in _only(findings, "NodePool").message
+    assert "labelz" in _only(findings, "ServiceMonitor").message
+    assert any(f.field == "metadata.name" and "Chat_Server" in f.message for f in findings)
+
+
+# --- what render refuses ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "what"), sorted(REFUSED.items()))
+def test_unsupported_workloads_are_refused(name: str, what: str) -> None:
+    with pytest.raises(RenderError, match=what):
+        api.render(_spec(name))
+
+
+def test_neuron_hardware_is_refused_for_vllm() -> None:
+    spec = _spec("llama-inferentia2").model_copy(update={"engine": "vllm"})
+    with pytest.raises(RenderError, match="vLLM CUDA image"):
+        api.render(spec)
+
+
+def test_multi_node_replicas_are_refused() -> None:
+    plan = _plan("chat-llama-3.1-8b")
+    assert plan.choice is not None
+    wide = dataclasses.replace(plan, choice=dataclasses.replace(plan.choice, pp=2))
+    with pytest.raises(RenderError, match="LeaderWorkerSet"):
+        _render("chat-llama-3.1-8b", plan=wide)
+
+
+# --- writing files ----------------------------------------------------------------------------
+
+
+def test_existing_directory_needs_force_and_keeps_other_files(tmp_path: Path) -> None:
+    files = file_texts(_render("chat-llama-3.1-8b"))
+    out = tmp_path / "out"
+    write_files(files, out, force=False)
+    (out / "mine.txt").write_text("keep")
+    with pytest.raises(RenderError, match="--force"):
+        write_files(files, out, force=False)
+    written = write_files(files, out, force=True)
+    assert (out / "mine.txt").read_text() == "keep"
+    assert {p.name for p in written} == {n for n, _ in files}
+    kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == [n for n, _ in files if n.endswith(".yaml")
+                                          and n != "kustomization.yaml"]
+
+
+def test_cli_render_writes_checks_and_streams(tmp_path: Path) -> None:
+    runner = CliRunner()
+    spec = str(EXAMPLES / "chat-llama-3.1-8b.yaml")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["render", spec, "-o", str(out), "--check"])
+    assert result.exit_code == 0, result.output
+    assert "checked: 11 objects" in result.output
+    assert (out / "README.md").exists()
+    again = runner.invoke(app, ["render", spec, "-o", str(out)])
+    assert again.exit_code == 2
+    assert "already exists" in again.output
+    streamed = runner.invoke(app, ["render", spec, "--stdout"])
+    assert streamed.exit_code == 0
+    docs = list(yaml.safe_load_all(streamed.output))
+    assert [d["kind"] for d in docs][:2] == ["Namespace", "ResourceQuota"]
+    refused = runner.invoke(app, ["render", str(EXAMPLES / "pretrain-7b-1t.yaml"), "--stdout"])
+    assert refused.exit_code == 2
+    assert "pre-training" in refused.output

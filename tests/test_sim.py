@@ -31,6 +31,7 @@ from eksplain.sim import (
     parse_trace,
     simulate_replicas,
 )
+from eksplain.sim.metrics import BINS_PER_DECADE, Histogram
 
 # Batching off: one sequence per replica, a token budget and a cache no request can exhaust.
 # Each request is one prefill step of its prompt at 0.1 ms a token and makes one token, so its
@@ -298,3 +299,16 @@ def test_cli_simulate_unknown_routing(runner: CliRunner) -> None:
                                  "1m", "--routing", "round-robbin"])
     assert result.exit_code == 2
     assert "round-robin" in result.output
+
+
+def test_histogram_percentiles_are_at_most_one_bin_high() -> None:
+    h = Histogram()
+    values = [i / 1000 for i in range(1, 10_001)]  # 1 ms .. 10 s
+    for v in values:
+        h.add(v)
+    s = h.summary()
+    bin_ratio = 10 ** (1 / BINS_PER_DECADE)  # 1.0116
+    for got, true in ((s.p50_s, 5.0), (s.p90_s, 9.0), (s.p99_s, 9.9)):
+        assert true <= got <= true * bin_ratio
+    assert s.max_s == 10.0
+    assert s.mean_s == pytest.approx(sum(values) / len(values))

@@ -4,7 +4,7 @@ Serving (one replica; docs/methodology.md section 8):
 
     decode step(B, c) = max(bytes / (bandwidth x eff_bw), flops / (peak x eff_step))
                         + TP all-reduces + step overhead
-      eff_step = eff_decode x FP8/INT8 share x width factor (one compute model, ``_step_times``,
+      eff_step = eff_decode x FP8/INT8 share x width factor (one compute model, ``step_times``,
                  for TPOT, the critical batch and throughput alike)
       bytes = weights read (experts a batch touches) + B x KV bytes of a c-token sequence
       flops = 2 x active matrix parameters x B + 4 x q_width x c x layers x B
@@ -44,6 +44,8 @@ __all__ = [
     "TrainingSpeed",
     "compute_dtype",
     "serving_speed",
+    "step_times",
+    "tp_comm_s",
     "training_flops_per_token",
     "training_speed",
 ]
@@ -213,7 +215,7 @@ def _experts_touched(arch: Architecture, batch: int) -> float:
     return 1 - (1 - k / e) ** batch
 
 
-def _tp_comm_s(tokens: float, arch: Architecture, shape: ServingShape, par: Parallelism,
+def tp_comm_s(tokens: float, arch: Architecture, shape: ServingShape, par: Parallelism,
                link: Link | None) -> float:
     """Two all-reduces of the hidden states per layer under tensor parallelism, and, with
     expert parallelism, two all-to-alls per MoE layer (dispatch to the experts and back)."""
@@ -234,7 +236,7 @@ def _prompt_context(arch: Architecture, tokens: int) -> float:
     return tokens / 2 if arch.causal else float(tokens)
 
 
-def _step_times(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
+def step_times(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
                 batch: int, context: float, prefill: tuple[float, int]) -> tuple[float, float]:
     """(memory seconds, compute seconds) of one engine step that decodes a token for each of
     ``batch`` sequences of ``context`` tokens and prefills ``prefill`` = (tokens, prompt length).
@@ -263,8 +265,8 @@ def _decode_step(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
                  batch: int, context: float, par: Parallelism,
                  link: Link | None) -> tuple[float, float, float]:
     """(step seconds, memory seconds, compute seconds) of one decode step for ``batch``."""
-    t_mem, t_comp = _step_times(model, shape, r, cal, batch, context, (0.0, 0))
-    step = max(t_mem, t_comp) + _tp_comm_s(batch, model.architecture, shape, par, link)
+    t_mem, t_comp = step_times(model, shape, r, cal, batch, context, (0.0, 0))
+    step = max(t_mem, t_comp) + tp_comm_s(batch, model.architecture, shape, par, link)
     return (step + cal.step_overhead_s) * par.pp, t_mem, t_comp
 
 
@@ -281,7 +283,7 @@ def prefill_s(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEff
     # 37-48 % over (tried; docs/methodology.md section 7).
     t_comp = flops / (r.peak_flops * cal.prefill_compute_efficiency)
     t_mem = shape.weight_bytes / (r.bandwidth_bytes_per_s * cal.decode_bandwidth_efficiency)
-    comm = _tp_comm_s(tokens, model.architecture, shape, par, link)
+    comm = tp_comm_s(tokens, model.architecture, shape, par, link)
     return (t_comp + t_mem + comm) * par.pp
 
 
@@ -308,9 +310,9 @@ def _loaded_step(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
     """
     batch, prompt, output = load
     prefill_tokens = batch * prompt / max(output, 1)
-    t_mem, t_comp = _step_times(model, shape, r, cal, batch, prompt + output / 2,
+    t_mem, t_comp = step_times(model, shape, r, cal, batch, prompt + output / 2,
                                 (prefill_tokens, prompt))
-    comm = _tp_comm_s(batch + prefill_tokens, model.architecture, shape, par, link)
+    comm = tp_comm_s(batch + prefill_tokens, model.architecture, shape, par, link)
     return (max(t_mem, t_comp) + comm + cal.step_overhead_s) * par.pp
 
 

@@ -32,7 +32,7 @@ from eksplain.search.plan import Candidate, Rejection, eligible_instances
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
-__all__ = ["Sizing", "fleet", "search_serving"]
+__all__ = ["Sizing", "daily_shape", "fleet", "search_serving"]
 
 EMBEDDING_BATCH = 64  # requests an embedding server batches together
 HOURS_PER_DAY = 24
@@ -47,7 +47,7 @@ class Sizing:
     nodes_mean: float
 
 
-def _daily_shape(peak_to_mean: float) -> list[float]:
+def daily_shape(peak_to_mean: float) -> list[float]:
     """Hourly multipliers of the mean rate: their mean is 1 and their largest is peak_to_mean.
 
     Up to 2, a sine: 1 + (p - 1) sin(2 pi h / 24). Above 2 that sine would dip below zero, so
@@ -80,7 +80,7 @@ def _hourly_rates(spec: WorkloadSpec) -> list[float]:
     t = spec.traffic
     if t.pattern == "flat":
         return [t.rps] * HOURS_PER_DAY
-    return [t.rps * m for m in _daily_shape(t.peak_to_mean)]
+    return [t.rps * m for m in daily_shape(t.peak_to_mean)]
 
 
 def fleet(spec: WorkloadSpec, per_replica_rps: float, devices_per_replica: int,

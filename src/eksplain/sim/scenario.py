@@ -22,7 +22,7 @@ from eksplain.errors import InputError
 from eksplain.estimate import Estimate, EstimateRequest, run_estimate
 from eksplain.hardware import HardwareCatalog
 from eksplain.search import Candidate
-from eksplain.search.serving import _daily_shape
+from eksplain.search.serving import daily_shape
 from eksplain.sim.engine import SimConfig, SimResult, Slos, simulate_replicas
 from eksplain.sim.replica import EngineLimits
 from eksplain.sim.steps import estimator_step_model
@@ -75,7 +75,7 @@ def traffic_for(spec: WorkloadSpec, trace: Trace | None) -> tuple[ArrivalProcess
         n = len(trace.rows)
         return trace, f"trace of {n:,} request{'' if n == 1 else 's'}"
     if t.pattern == "daily":
-        shape = _daily_shape(t.peak_to_mean)
+        shape = daily_shape(t.peak_to_mean)
         busiest = shape.index(max(shape))
         return (Daily(t.rps, t.peak_to_mean, busiest),
                 f"daily pattern, mean {t.rps:g} req/s, peak-to-mean {t.peak_to_mean:g}, "

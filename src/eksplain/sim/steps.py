@@ -23,10 +23,10 @@ from eksplain.compute import (
     DeviceRates,
     ServingEfficiency,
     ServingShape,
-    _step_times,
-    _tp_comm_s,
     rates,
     serving_shape,
+    step_times,
+    tp_comm_s,
 )
 from eksplain.errors import InputError
 from eksplain.estimate import Estimate
@@ -65,7 +65,7 @@ class LinearStepModel:
 
 @dataclass(frozen=True)
 class EstimatorStepModel:
-    """The estimator's batched step (compute.py ``_step_times``, the model behind TPOT and
+    """The estimator's batched step (compute.py ``step_times``, the model behind TPOT and
     throughput): max(memory, compute) + TP all-reduces + the engine's step overhead, times PP.
 
     Prefill chunks attend, on average, to half of a ``prompt_tokens`` prompt, as the
@@ -82,10 +82,10 @@ class EstimatorStepModel:
     def step_time_s(self, decode_seqs: int, decode_context_tokens: float,
                     prefill_tokens: int) -> float:
         context = decode_context_tokens / decode_seqs if decode_seqs else 0.0
-        t_mem, t_comp = _step_times(self.model, self.shape, self.rates, self.efficiency,
+        t_mem, t_comp = step_times(self.model, self.shape, self.rates, self.efficiency,
                                     decode_seqs, context,
                                     (float(prefill_tokens), self.prompt_tokens))
-        comm = _tp_comm_s(decode_seqs + prefill_tokens, self.model.architecture, self.shape,
+        comm = tp_comm_s(decode_seqs + prefill_tokens, self.model.architecture, self.shape,
                           self.parallel, self.link)
         step = max(t_mem, t_comp) + comm + self.efficiency.step_overhead_s
         return step * self.parallel.pp

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from eksplain.errors import InputError
-from eksplain.search.serving import _daily_shape
+from eksplain.search.serving import daily_shape
 
 __all__ = [
     "Arrival", "ArrivalProcess", "Bursty", "Daily", "Exponential", "Fixed", "LengthDist",
@@ -162,7 +162,7 @@ class Bursty:
 @dataclass(frozen=True)
 class Daily:
     """The planner's daily pattern: the mean rate times the hourly multiplier of
-    ``search.serving._daily_shape`` (the same curve that sizes the fleet), constant within each
+    ``search.serving.daily_shape`` (the same curve that sizes the fleet), constant within each
     hour; the run starts at ``start_hour`` of the day."""
 
     rps: float
@@ -170,7 +170,7 @@ class Daily:
     start_hour: int = 0
 
     def hourly_rps(self) -> list[float]:
-        return [self.rps * m for m in _daily_shape(self.peak_to_mean)]
+        return [self.rps * m for m in daily_shape(self.peak_to_mean)]
 
     def arrivals(self, rng: random.Random, lengths: tuple[LengthDist, LengthDist],
                  ) -> Iterator[Arrival]:

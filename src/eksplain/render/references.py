@@ -5,14 +5,16 @@ Also the Kubernetes quantity parser the checks share."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from eksplain.render.schemas import Finding, object_ref
 
-__all__ = ["check_references", "check_selectors", "kind_of", "parse_quantity", "pod_templates"]
+__all__ = ["PodTemplate", "check_references", "check_selectors", "kind_of", "parse_quantity",
+           "pod_templates"]
 
 Obj = dict[str, Any]
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "DaemonSet")
+SELECTOR_KINDS = ("Deployment", "StatefulSet", "DaemonSet")  # a Job's selector is generated
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 _DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
@@ -37,11 +39,44 @@ def namespace_of(obj: Obj) -> str:
     return str(obj["metadata"].get("namespace", ""))
 
 
-def pod_templates(objs: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
-    """(workload, its pod template) for each workload."""
+@dataclass(frozen=True)
+class PodTemplate:
+    """A pod template inside a workload: where it is, and how many of its pods run at once
+    (before any autoscaler)."""
+
+    workload: Obj
+    template: Obj
+    path: str  # the template's dotted path in the workload, e.g. spec.template
+    pods: int
+
+    @property
+    def spec(self) -> Obj:
+        result: Obj = self.template["spec"]
+        return result
+
+
+def _job_pods(job_spec: Obj) -> int:
+    return int(job_spec.get("parallelism", 1))
+
+
+def _templates_of(obj: Obj) -> Iterator[PodTemplate]:
+    spec = obj.get("spec") or {}
+    kind = obj.get("kind")
+    if kind in ("Deployment", "StatefulSet", "DaemonSet"):
+        yield PodTemplate(obj, spec["template"], "spec.template", int(spec.get("replicas", 1)))
+    elif kind == "Job":
+        yield PodTemplate(obj, spec["template"], "spec.template", _job_pods(spec))
+    elif kind == "PyTorchJob":
+        for role, replica in sorted(spec["pytorchReplicaSpecs"].items()):
+            yield PodTemplate(obj, replica["template"],
+                              f"spec.pytorchReplicaSpecs.{role}.template",
+                              int(replica.get("replicas", 1)))
+
+
+def pod_templates(objs: list[Obj]) -> Iterator[PodTemplate]:
+    """Every pod template of every workload kind the render emits."""
     for obj in objs:
-        if obj.get("kind") in WORKLOAD_KINDS:
-            yield obj, obj["spec"]["template"]
+        yield from _templates_of(obj)
 
 
 def _names(objs: list[Obj], kind: str, namespace: str | None) -> set[str]:
@@ -64,30 +99,31 @@ def _secret_volumes(pod: Obj) -> Iterator[tuple[str, str]]:
             yield f"volumes[{i}].secret.secretName", vol["secret"]["secretName"]
 
 
-def _check_pod_refs(objs: list[Obj], workload: Obj, pod: Obj,
+def _check_pod_refs(objs: list[Obj], pt: PodTemplate,
                     external: tuple[str, ...]) -> Iterator[Finding]:
+    workload, pod, at = pt.workload, pt.spec, f"{pt.path}.spec"
     ns = namespace_of(workload)
     where = object_ref(workload)
     claims, config_maps = _names(objs, "PersistentVolumeClaim", ns), _names(objs, "ConfigMap", ns)
     for i, vol in enumerate(pod.get("volumes", [])):
         claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
         if claim is not None and claim not in claims:
-            yield Finding(where, f"spec.template.spec.volumes[{i}].persistentVolumeClaim",
+            yield Finding(where, f"{at}.volumes[{i}].persistentVolumeClaim",
                           f"PersistentVolumeClaim {claim!r} is not in the render (namespace "
                           f"{ns}): the pod would stay Pending; add the claim or fix the name")
         cm = (vol.get("configMap") or {}).get("name")
         if cm is not None and cm not in config_maps:
-            yield Finding(where, f"spec.template.spec.volumes[{i}].configMap",
+            yield Finding(where, f"{at}.volumes[{i}].configMap",
                           f"ConfigMap {cm!r} is not in the render: add it or fix the name")
     secrets = _names(objs, "Secret", ns) | set(external)
     for field, name in (*_secret_refs(pod), *_secret_volumes(pod)):
         if name not in secrets:
-            yield Finding(where, f"spec.template.spec.{field}",
+            yield Finding(where, f"{at}.{field}",
                           f"Secret {name!r} is neither rendered nor one the README asks you to "
                           "create: fix the name")
     account = pod.get("serviceAccountName")
     if account and account not in _names(objs, "ServiceAccount", ns):
-        yield Finding(where, "spec.template.spec.serviceAccountName",
+        yield Finding(where, f"{at}.serviceAccountName",
                       f"ServiceAccount {account!r} is not in the render: add it or fix the name")
 
 
@@ -102,8 +138,8 @@ def _check_claims(objs: list[Obj]) -> Iterator[Finding]:
 
 def check_references(objs: list[Obj], external_secrets: tuple[str, ...]) -> list[Finding]:
     found = list(_check_claims(objs))
-    for workload, template in pod_templates(objs):
-        found += _check_pod_refs(objs, workload, template["spec"], external_secrets)
+    for pt in pod_templates(objs):
+        found += _check_pod_refs(objs, pt, external_secrets)
     return found
 
 
@@ -112,8 +148,8 @@ def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def _pod_labels(objs: list[Obj], namespace: str) -> list[dict[str, str]]:
-    return [t["metadata"].get("labels") or {} for w, t in pod_templates(objs)
-            if namespace_of(w) == namespace]
+    return [pt.template["metadata"].get("labels") or {} for pt in pod_templates(objs)
+            if namespace_of(pt.workload) == namespace]
 
 
 def _selector_paths(obj: Obj) -> Iterator[tuple[str, dict[str, str]]]:
@@ -121,7 +157,7 @@ def _selector_paths(obj: Obj) -> Iterator[tuple[str, dict[str, str]]]:
     kind = obj.get("kind")
     if kind == "Service":
         yield "spec.selector", spec.get("selector") or {}
-    elif kind in ("PodDisruptionBudget", *WORKLOAD_KINDS):
+    elif kind in ("PodDisruptionBudget", *SELECTOR_KINDS):
         yield "spec.selector.matchLabels", spec["selector"].get("matchLabels") or {}
     elif kind == "NetworkPolicy":
         yield "spec.podSelector.matchLabels", spec["podSelector"].get("matchLabels") or {}

@@ -1,4 +1,4 @@
-"""render: every serving example renders and validates; golden files; determinism; the
+"""render: every serving and training example renders and validates; golden files; determinism; the
 checker names each class of inconsistency; unsupported workloads are refused; the CLI."""
 
 from __future__ import annotations
@@ -33,11 +33,9 @@ EXAMPLES = ROOT / "examples"
 GOLDEN = ROOT / "tests" / "golden" / "render"
 SERVING = ("chat-llama-3.1-8b", "deepseek-v3", "embeddings-bge-2000rps", "moe-qwen3-30b-a3b",
            "rag-llama-3.1-70b-32k")
-REFUSED = {
-    "finetune-trainium": "fine-tuning", "full-finetune-llama-3.1-70b": "fine-tuning",
-    "lora-llama-3.1-8b": "fine-tuning", "pretrain-7b-1t": "pre-training",
-    "nightly-summarisation": "batch-inference", "llama-inferentia2": "Neuron",
-}
+TRAINING = ("finetune-trainium", "full-finetune-llama-3.1-70b", "lora-llama-3.1-8b",
+            "pretrain-7b-1t")
+REFUSED = {"nightly-summarisation": "batch-inference", "llama-inferentia2": "Neuron"}
 SECRETS = ("hf-token",)
 
 
@@ -67,7 +65,7 @@ def _check(objects: tuple[dict[str, Any], ...]) -> tuple[Finding, ...]:
 
 
 def test_every_example_is_rendered_or_refused() -> None:
-    assert {p.stem for p in EXAMPLES.glob("*.yaml")} == {*SERVING, *REFUSED,
+    assert {p.stem for p in EXAMPLES.glob("*.yaml")} == {*SERVING, *TRAINING, *REFUSED,
                                                          "mixtral-8x7b-spot"}
 
 
@@ -80,6 +78,92 @@ def test_serving_examples_validate(name: str, autoscaler: str) -> None:
     assert {"Namespace", "ResourceQuota", "NodePool", "EC2NodeClass", "Deployment", "Service",
             "NetworkPolicy", "PodDisruptionBudget", "ServiceMonitor"} <= kinds
     assert ("ScaledObject" if autoscaler == "keda" else "HorizontalPodAutoscaler") in kinds
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_training_examples_validate(name: str) -> None:
+    manifests = _render(name)
+    assert _check(manifests.objects) == ()
+    assert [o["kind"] for o in manifests.objects] == [
+        "Namespace", "ResourceQuota", "EC2NodeClass", "NodePool", "StorageClass",
+        "PersistentVolumeClaim", "ServiceAccount", "PyTorchJob", "NetworkPolicy"]
+
+
+def _job_pod(manifests: Manifests | tuple[dict[str, Any], ...], role: str = "Master",
+             ) -> dict[str, Any]:
+    spec: dict[str, Any] = _find(manifests, "PyTorchJob")["spec"]
+    return dict(spec["pytorchReplicaSpecs"][role]["template"]["spec"])
+
+
+def _env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def test_multi_node_training_follows_the_plan() -> None:
+    """pretrain-7b-1t: 8 x p5en.48xlarge, FSDP, EFA with RDMA, one zone, FSx for checkpoints."""
+    manifests = _render("pretrain-7b-1t")
+    choice = _plan("pretrain-7b-1t").choice
+    assert choice is not None
+    assert choice.nodes == 8
+    job = _find(manifests, "PyTorchJob")
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert (replicas["Master"]["replicas"], replicas["Worker"]["replicas"]) == (1, 7)
+    assert job["spec"]["nprocPerNode"] == "8"
+    container = _job_pod(manifests, "Worker")["containers"][0]
+    assert container["name"] == "pytorch"  # the training operator finds it by name
+    assert container["args"][:4] == ["--nnodes", "8", "--nproc-per-node", "8"]
+    env = _env(container)
+    assert (env["EKSPLAIN_TP"], env["EKSPLAIN_PP"], env["EKSPLAIN_DP"]) == ("1", "1", "64")
+    assert env["EKSPLAIN_FSDP"] == "full"
+    assert env["EKSPLAIN_MICRO_BATCH"] == str(choice.detail("micro_batch"))
+    assert env["FI_PROVIDER"] == "efa"
+    assert env["FI_EFA_USE_DEVICE_RDMA"] == "1"
+    assert env["NCCL_DEBUG"] == "WARN"
+    requests = container["resources"]["requests"]
+    assert requests["vpc.amazonaws.com/efa"] == "16"  # p5en.48xlarge's EFA interfaces
+    assert requests["nvidia.com/gpu"] == "8"
+    assert container["resources"]["limits"] == requests
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    pool = _find(manifests, "NodePool")
+    zones = [r["values"] for r in pool["spec"]["template"]["spec"]["requirements"]
+             if r["key"] == "topology.kubernetes.io/zone"]
+    assert zones == [["us-east-1a"]]
+    assert pool["spec"]["template"]["spec"]["expireAfter"] == "Never"
+    assert pool["spec"]["limits"]["nvidia.com/gpu"] == "64"
+    claim = _find(manifests, "PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert _find(manifests, "StorageClass")["reclaimPolicy"] == "Retain"
+
+
+def test_training_storage_holds_two_checkpoints() -> None:
+    """Full fine-tune of a 70B model: two checkpoints of 14 bytes per parameter (about 2 TB)
+    round up to the next FSx for Lustre PERSISTENT_2 capacity (1200 + n x 2400 GiB)."""
+    claim = _find(_render("full-finetune-llama-3.1-70b"), "PersistentVolumeClaim")
+    size = claim["spec"]["resources"]["requests"]["storage"]
+    gib = int(size.removesuffix("Gi"))
+    assert gib == 3600
+    assert gib * 2**30 >= 2 * 14 * 70.5e9
+
+
+def test_single_node_and_trainium_training() -> None:
+    """One node: no EFA. Trainium: Neuron devices, the Neuron image, one process per core."""
+    lora = _job_pod(_render("lora-llama-3.1-8b"))["containers"][0]
+    assert "vpc.amazonaws.com/efa" not in lora["resources"]["requests"]
+    assert "FI_PROVIDER" not in _env(lora)
+    manifests = _render("finetune-trainium")
+    assert "Worker" not in _find(manifests, "PyTorchJob")["spec"]["pytorchReplicaSpecs"]
+    trn = _job_pod(manifests)["containers"][0]
+    assert trn["resources"]["requests"]["aws.amazon.com/neuron"] == "16"  # devices, not cores
+    assert "neuronx" in trn["image"]
+    assert trn["args"][:4] == ["--nnodes", "1", "--nproc-per-node", "32"]
+    assert _find(manifests, "ResourceQuota")["spec"]["hard"] == {
+        "requests.aws.amazon.com/neuron": "16"}
+
+
+def test_training_storage_other_than_fsx_is_refused() -> None:
+    spec = _spec("lora-llama-3.1-8b").model_copy(update={"storage": "s3"})
+    with pytest.raises(RenderError, match="FSx for Lustre"):
+        api.render(spec)
 
 
 def _spot_prices() -> tuple[Offering, ...]:
@@ -153,7 +237,8 @@ def test_rerender_is_byte_identical() -> None:
 
 
 @pytest.mark.parametrize(("name", "autoscaler"), [("chat-llama-3.1-8b", "hpa"),
-                                                  ("rag-llama-3.1-70b-32k", "keda")])
+                                                  ("rag-llama-3.1-70b-32k", "keda"),
+                                                  ("pretrain-7b-1t", "hpa")])
 def test_golden_files(name: str, autoscaler: str) -> None:
     """Set EKSPLAIN_REGEN_GOLDEN=1 to rewrite them after an intended change; review the diff."""
     options = RenderOptions(autoscaler="keda" if autoscaler == "keda" else "hpa")
@@ -177,6 +262,7 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     if checkov is None:
         pytest.fail("checkov is not installed: pip install -e '.[dev]'")
     renders = {f"{n}-hpa": _render(n) for n in SERVING}
+    renders |= {n: _render(n) for n in TRAINING}
     renders["rag-keda"] = _render("rag-llama-3.1-70b-32k", RenderOptions(autoscaler="keda"))
     renders["chat-fsx"] = _render("chat-llama-3.1-8b",
                                   plan=_with_cache("chat-llama-3.1-8b", "fsx-lustre"))
@@ -188,7 +274,9 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)["summary"]
     assert summary["failed"] == 0, result.stdout[-3000:]
     assert summary["passed"] > 0
-    assert summary["skipped"] == 2 * len(renders)  # CKV_K8S_43 and CKV_K8S_15, with reasons
+    # CKV_K8S_43 and CKV_K8S_15, with reasons, on each Deployment (checkov does not look into
+    # the pod templates of a PyTorchJob)
+    assert summary["skipped"] == 2 * (len(renders) - len(TRAINING))
 
 
 # --- the checker names each class of inconsistency --------------------------------------------
@@ -245,6 +333,48 @@ def test_node_pool_limit_below_the_peak_is_named() -> None:
     finding = _only(_check(tuple(objs)), "NodePool")
     assert finding.field == "spec.limits.nvidia.com/gpu"
     assert "needs 3 p5.48xlarge nodes" in finding.message
+
+
+def test_efa_request_above_the_instance_is_named() -> None:
+    objs = _broken("pretrain-7b-1t")
+    pod = _job_pod(tuple(objs), "Worker")
+    # _job_pod copies the pod spec's top level; the container dicts are the job's own
+    for part in ("requests", "limits"):
+        pod["containers"][0]["resources"][part]["vpc.amazonaws.com/efa"] = "32"
+    finding = _only(_check(tuple(objs)), "PyTorchJob")
+    assert finding.field == ("spec.pytorchReplicaSpecs.Worker.template.spec.containers[*]"
+                             ".resources.requests.vpc.amazonaws.com/efa")
+    assert "p5en.48xlarge has 16 allocatable" in finding.message
+
+
+def test_training_job_on_a_missing_pool_or_claim_is_named() -> None:
+    objs = [o for o in _broken("pretrain-7b-1t")
+            if o["kind"] not in ("NodePool", "PersistentVolumeClaim")]
+    findings = [f for f in _check(tuple(objs)) if f.object.startswith("PyTorchJob/")]
+    fields = sorted(f.field for f in findings)
+    assert fields == [
+        "spec.pytorchReplicaSpecs.Master.template.spec.nodeSelector",
+        "spec.pytorchReplicaSpecs.Master.template.spec.volumes[0].persistentVolumeClaim",
+        "spec.pytorchReplicaSpecs.Worker.template.spec.nodeSelector",
+        "spec.pytorchReplicaSpecs.Worker.template.spec.volumes[0].persistentVolumeClaim"]
+    assert all("Pending" in f.message for f in findings)
+
+
+def test_training_pool_and_quota_count_every_node_of_the_job() -> None:
+    objs = _broken("pretrain-7b-1t")
+    _find(tuple(objs), "NodePool")["spec"]["limits"]["nvidia.com/gpu"] = "56"
+    _find(tuple(objs), "ResourceQuota")["spec"]["hard"]["requests.nvidia.com/gpu"] = "56"
+    findings = _check(tuple(objs))
+    assert "needs 8 p5en.48xlarge nodes" in _only(findings, "NodePool").message
+    assert "at least 64" in _only(findings, "ResourceQuota").message
+
+
+def test_torchrun_processes_must_match_the_gpus() -> None:
+    objs = _broken("pretrain-7b-1t")
+    _find(tuple(objs), "PyTorchJob")["spec"]["nprocPerNode"] = "4"
+    finding = _only(_check(tuple(objs)), "PyTorchJob")
+    assert finding.field == "spec.nprocPerNode"
+    assert "requests 8 nvidia.com/gpu" in finding.message
 
 
 def _with_cache(name: str, cache: str) -> Plan:
@@ -364,6 +494,7 @@ def test_cli_render_writes_checks_and_streams(tmp_path: Path) -> None:
     assert streamed.exit_code == 0
     docs = list(yaml.safe_load_all(streamed.output))
     assert [d["kind"] for d in docs][:2] == ["Namespace", "ResourceQuota"]
-    refused = runner.invoke(app, ["render", str(EXAMPLES / "pretrain-7b-1t.yaml"), "--stdout"])
+    refused = runner.invoke(app, ["render", str(EXAMPLES / "nightly-summarisation.yaml"),
+                                  "--stdout"])
     assert refused.exit_code == 2
-    assert "pre-training" in refused.output
+    assert "batch-inference" in refused.output

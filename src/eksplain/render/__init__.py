@@ -1,7 +1,8 @@
-"""The render use case: from a serving plan to Kubernetes objects, grouped one file per concern.
+"""The render use case: from a plan to Kubernetes objects, grouped one file per concern.
 
-    serving_context   the plan in Kubernetes terms (refuses what is not built yet)
-    build             objects per file, as plain dicts (workload, cache, karpenter builders)
+    serving_context   a serving plan in Kubernetes terms (refuses what is not built yet)
+    training_context  a training plan in Kubernetes terms (training module)
+    build             objects per file, as plain dicts (workload, cache, karpenter, training)
     output            deterministic YAML, kustomization.yaml, README.md, writing a directory
     check             schema validation (core kinds and CRDs) and cross-object checks
 
@@ -16,10 +17,12 @@ from typing import Any
 
 from eksplain.catalog import Model
 from eksplain.hardware import HardwareCatalog
+from eksplain.render import training as t
 from eksplain.render import workload as w
 from eksplain.render.cache import cache_objects, cache_volume
 from eksplain.render.context import RenderContext, RenderOptions, serving_context
 from eksplain.render.karpenter import ec2_node_class, node_pool
+from eksplain.render.training import TRAINING_TASKS, training_context
 from eksplain.search import Plan
 from eksplain.spec import WorkloadSpec
 
@@ -39,6 +42,8 @@ class Manifests:
 
 
 def build(ctx: RenderContext) -> Manifests:
+    if ctx.training is not None:
+        return _build_training(ctx)
     autoscaler = w.scaled_object(ctx) if ctx.options.autoscaler == "keda" else w.hpa(ctx)
     files: list[tuple[str, list[dict[str, Any]]]] = [
         ("00-namespace.yaml", [w.namespace(ctx), w.resource_quota(ctx)]),
@@ -52,7 +57,20 @@ def build(ctx: RenderContext) -> Manifests:
     return Manifests(tuple((name, tuple(objs)) for name, objs in files if objs), ctx)
 
 
+def _build_training(ctx: RenderContext) -> Manifests:
+    files: list[tuple[str, list[dict[str, Any]]]] = [
+        ("00-namespace.yaml", [w.namespace(ctx), w.resource_quota(ctx)]),
+        ("10-nodes.yaml", [ec2_node_class(ctx), node_pool(ctx)]),
+        ("20-storage.yaml", t.storage_objects(ctx)),
+        ("30-training-job.yaml", [w.service_account(ctx), t.pytorch_job(ctx)]),
+        ("40-network.yaml", [t.network_policy(ctx)]),
+    ]
+    return Manifests(tuple((name, tuple(objs)) for name, objs in files), ctx)
+
+
 def render_plan(spec: WorkloadSpec, plan: Plan, model: Model, catalog: HardwareCatalog,
                 options: RenderOptions) -> Manifests:
-    """The manifests of a serving plan; ``RenderError`` for what render does not build yet."""
+    """The manifests of a plan; ``RenderError`` for what render does not build yet."""
+    if spec.task in TRAINING_TASKS:
+        return build(training_context(spec, plan, model, catalog, options))
     return build(serving_context(spec, plan, model, catalog, options))

@@ -3,8 +3,10 @@
     nodes        every pod's nodeSelector is provided by an emitted NodePool (its template
                  labels or single-valued In requirements), the pod tolerates its taints, and
                  the NodePool's limits leave room for the nodes the maximum replicas need
-    capacity     a pod's requests fit the allocatable of the NodePool's instance type
+    capacity     a pod's requests (EFA interfaces included) fit the allocatable of the
+                 NodePool's instance type
     quota        the namespace's ResourceQuota covers the most the autoscaler asks for
+    launchers    a PyTorchJob starts one torchrun process per GPU its pods request
     references   PVC, StorageClass, Secret, ConfigMap and ServiceAccount names resolve
     scaling      HPA / KEDA targets and PDB / Service / NetworkPolicy / ServiceMonitor selectors
                  match the pods, and named ports exist
@@ -187,10 +189,27 @@ def _check_quota(objs: list[Obj]) -> Iterator[Finding]:
                               f"maximum replicas: raise the quota to at least {need}")
 
 
+def _check_launchers(objs: list[Obj]) -> Iterator[Finding]:
+    """torchrun starts ``nprocPerNode`` ranks per pod, one per GPU: more ranks than the pod's
+    GPUs share a device (or fail), fewer leave GPUs idle."""
+    for job in kind_of(objs, "PyTorchJob"):
+        procs = job["spec"].get("nprocPerNode")
+        if procs is None or not str(procs).isdigit():
+            continue
+        for pt in pod_templates([job]):
+            gpus = pod_requests(pt.spec).get("nvidia.com/gpu")
+            if gpus is not None and gpus != int(procs):
+                yield Finding(object_ref(job), "spec.nprocPerNode",
+                              f"starts {procs} processes per pod but {pt.path} requests {gpus} "
+                              "nvidia.com/gpu: set nprocPerNode (and torchrun's "
+                              "--nproc-per-node) to the pod's GPUs")
+                break
+
+
 def check_consistency(objects: tuple[Obj, ...], catalog: HardwareCatalog,
                       external_secrets: tuple[str, ...] = ()) -> list[Finding]:
     """Every cross-object problem, in a stable order."""
     objs = list(objects)
-    found = [*_check_nodes(objs, catalog), *_check_quota(objs),
+    found = [*_check_nodes(objs, catalog), *_check_quota(objs), *_check_launchers(objs),
              *check_references(objs, external_secrets), *check_selectors(objs)]
     return sorted(found, key=lambda f: (f.object, f.field, f.message))

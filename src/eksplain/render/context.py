@@ -1,7 +1,8 @@
 """What a render needs from a plan, in Kubernetes terms: names, labels, sizes and engine flags.
 
 ``serving_context`` refuses what the renderer does not build yet (multi-node replicas, Neuron,
-engines other than vLLM, batch jobs, training) with a ``RenderError`` naming it.
+engines other than vLLM, batch jobs) with a ``RenderError`` naming it; training plans have
+their own context (``training.training_context``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
@@ -20,7 +21,11 @@ from eksplain.search import SCALE_METRIC, Candidate, Plan
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
-__all__ = ["RenderContext", "RenderOptions", "check_spec", "serving_context", "short_name"]
+if TYPE_CHECKING:
+    from eksplain.render.training import TrainingLayout
+
+__all__ = ["RenderContext", "RenderOptions", "check_spec", "pod_size", "serving_context",
+           "short_name"]
 
 # The Kubernetes version whose OpenAPI schemas ``--check`` validates core kinds against: one in
 # EKS standard support when this was written (2026-11).
@@ -80,6 +85,7 @@ class RenderContext:
     scale_metric: str
     scale_target: int
     images: dict[str, Any]
+    training: TrainingLayout | None = None  # set for training plans only
 
     @property
     def cache_volume_bytes(self) -> int:
@@ -111,10 +117,12 @@ def short_name(model_id: str) -> str:
 
 def check_spec(spec: WorkloadSpec) -> None:
     """Refuse, before any planning, a spec whose workload render does not build yet."""
-    if not spec.serving or spec.task == "batch-inference":
-        raise RenderError(f"render does not build {spec.task} workloads yet (training jobs and "
-                          "batch Jobs are planned); it renders online serving (inference, "
-                          "embedding).", hint="run `eksplain plan` for this spec's sizing")
+    if not spec.serving:
+        return  # training: the engine field does not apply
+    if spec.task == "batch-inference":
+        raise RenderError(f"render does not build {spec.task} workloads yet (batch Jobs are "
+                          "planned); it renders online serving (inference, embedding) and "
+                          "training.", hint="run `eksplain plan` for this spec's sizing")
     if spec.engine == "neuron":
         raise RenderError("render does not build Neuron serving yet (engine: neuron).",
                           hint="use engine: vllm on an NVIDIA GPU family (g6e, p5 ...)")
@@ -161,7 +169,7 @@ def _engine_args(spec: WorkloadSpec, model: Model, choice: Candidate, vllm: dict
     return tuple(args)
 
 
-def _pod_size(inst: InstanceType, pods_per_node: int, shm_bytes: int) -> tuple[int, int]:
+def pod_size(inst: InstanceType, pods_per_node: int, shm_bytes: int) -> tuple[int, int]:
     """CPU (millicores) and memory (bytes, with /dev/shm, which counts against the limit) per
     pod: its share of the node's allocatable, rounded down to whole 100 m and GiB."""
     alloc = inst.allocatable
@@ -198,7 +206,7 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
     gpus = choice.tp * choice.pp
     per_node = inst.accelerator_count // gpus
     shm = int(vllm["shm_gib_per_tp_rank"]) * choice.tp * GIB
-    cpu, memory = _pod_size(inst, per_node, shm)
+    cpu, memory = pod_size(inst, per_node, shm)
     startup_s = STARTUP_MARGIN * (float(cold.get("weight_load_s") or 0)
                                   + float(cold.get("engine_warmup_s") or 0))
     name = short_name(model.id)

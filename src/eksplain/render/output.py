@@ -14,7 +14,8 @@ import yaml
 from eksplain.errors import RenderError
 from eksplain.render import Manifests
 from eksplain.render.context import KUBERNETES_VERSION
-from eksplain.render.workload import adapter_metric
+from eksplain.render.training import TrainingLayout
+from eksplain.render.workload import adapter_metric, quantity
 
 __all__ = ["dump", "file_texts", "stream", "write_files"]
 
@@ -62,18 +63,86 @@ _WHAT = {
 }
 
 
-def _readme(manifests: Manifests) -> str:
-    ctx = manifests.context
-    lines = [f"# {ctx.model_id} on {ctx.instance.name}", "",
-             "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
-             f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1, "
-             "KEDA v2 and the Prometheus operator, and each other.", "",
-             "## Apply order", "",
+# What the objects of a training render are for, where it differs from serving.
+_WHAT_TRAINING = {
+    **_WHAT,
+    "ResourceQuota": "caps the namespace's accelerators at the job's nodes",
+    "NodePool": "exactly the plan's instance type and capacity type in one zone, tainted for "
+                "the job, never expired while the job runs",
+    "StorageClass": "FSx for Lustre PERSISTENT_2 (125 MB/s per TiB), retained when the claim "
+                    "is deleted",
+    "PersistentVolumeClaim": "data and checkpoints, shared by every node of the job",
+    "ServiceAccount": "the job's identity (associate it with an IAM role for S3 access)",
+    "PyTorchJob": "torchrun on every node with the plan's layout (Kubeflow training operator)",
+    "NetworkPolicy": "admits traffic from the job's own pods only",
+}
+
+
+def _objects(manifests: Manifests, what: dict[str, str]) -> list[str]:
+    lines = ["## Apply order", "",
              "`kubectl apply -k .` applies everything; by hand, apply the files in this order:", ""]
     for name, objs in manifests.files:
         lines.append(f"- `{name}`")
         for obj in objs:
-            lines.append(f"  - {obj['kind']} `{obj['metadata']['name']}`: {_WHAT[obj['kind']]}")
+            lines.append(f"  - {obj['kind']} `{obj['metadata']['name']}`: {what[obj['kind']]}")
+    return lines
+
+
+def _training_readme(manifests: Manifests, t: TrainingLayout) -> str:
+    ctx = manifests.context
+    row = ctx.images[t.image_key]
+    nodes = f"{t.nodes} x {ctx.instance.name}"
+    lines = [f"# {ctx.task} of {ctx.model_id} on {nodes}", "",
+             "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
+             f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1 and "
+             "the Kubeflow training operator (PyTorchJob v1), and each other.", "",
+             *_objects(manifests, _WHAT_TRAINING), "",
+             "## What the container must run", "",
+             f"The job runs `torchrun --nnodes {t.nodes} --nproc-per-node {t.procs_per_node} "
+             f"{row['entrypoint']}` in `{ctx.image(t.image_key)}`. eksplain writes no training "
+             f"code: build an image FROM that one with your script at `{row['entrypoint']}` "
+             "and set it in `30-training-job.yaml`. The script reads the plan's layout from "
+             "the environment:", "",
+             f"- `EKSPLAIN_TP`={t.tp}, `EKSPLAIN_PP`={t.pp}, `EKSPLAIN_DP`={t.dp}: tensor, "
+             "pipeline and data parallel sizes (TP x PP x DP = world size"
+             + (", counted in Neuron devices; torchrun starts one process per NeuronCore)"
+                if ctx.accelerator.is_neuron else ")"),
+             f"- `EKSPLAIN_FSDP`={t.fsdp}: shard parameters, gradients and optimizer states "
+             "(full) or not (none)",
+             f"- `EKSPLAIN_MICRO_BATCH`={t.micro_batch} sequences of `EKSPLAIN_SEQ_LEN`="
+             f"{t.seq_len} tokens per device, `EKSPLAIN_RECOMPUTE`={t.recompute} "
+             "(activation recomputation: none, selective or full)",
+             "- `EKSPLAIN_DATA_DIR` (read the dataset from here), `EKSPLAIN_CHECKPOINT_DIR` "
+             "(write checkpoints here, resume from the latest on start), "
+             f"`EKSPLAIN_CHECKPOINT_INTERVAL_S`={t.checkpoint_interval_s} (the plan's interval)",
+             "", "## Before you apply", "",
+             "- the cluster runs Karpenter v1, the Kubeflow training operator (PyTorchJob v1), "
+             f"the {'Neuron' if ctx.accelerator.is_neuron else 'NVIDIA'} device plugin"
+             + (" and the EFA device plugin (`vpc.amazonaws.com/efa`)" if t.efa_per_pod else ""),
+             f"- the FSx for Lustre CSI driver; in `20-storage.yaml` a subnet in zone "
+             f"`{ctx.zones[0]}` (the NodePool's zone: change both together) and a security group "
+             "that admits Lustre (TCP 988, 1018-1023) from the nodes",
+             f"- the dataset copied to `data/` on the file system ({quantity(t.storage_bytes)}, "
+             "sized for two checkpoints: grow the claim for a large dataset)",
+             f"- create the Secret `{ctx.options.hf_token_secret}` (key `HF_TOKEN`) in namespace "
+             f"`{ctx.namespace}` for gated base models; it is never written here",
+             f"- the node role `KarpenterNodeRole-{ctx.options.cluster_name}` and subnets and "
+             f"security groups tagged `karpenter.sh/discovery: {ctx.options.cluster_name}`"]
+    if t.efa_per_pod:
+        lines.append("- a security group that allows all traffic between the nodes (EFA "
+                     "requires it) and a capacity reservation or placement in one zone")
+    return "\n".join(lines) + "\n"
+
+
+def _readme(manifests: Manifests) -> str:
+    ctx = manifests.context
+    if ctx.training is not None:
+        return _training_readme(manifests, ctx.training)
+    lines = [f"# {ctx.model_id} on {ctx.instance.name}", "",
+             "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
+             f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1, "
+             "KEDA v2 and the Prometheus operator, and each other.", "",
+             *_objects(manifests, _WHAT)]
     lines += ["", "## Before you apply", "",
               "- the cluster runs Karpenter v1, the NVIDIA device plugin and the Prometheus "
               "operator" + (", and KEDA" if ctx.options.autoscaler == "keda" else

@@ -20,6 +20,7 @@ __all__ = [
     "quantity",
     "resource_quota",
     "scaled_object",
+    "security",
     "service",
     "service_account",
     "service_monitor",
@@ -74,7 +75,7 @@ def service_account(ctx: RenderContext) -> dict[str, Any]:
             "automountServiceAccountToken": False}
 
 
-def _security() -> dict[str, Any]:
+def security() -> dict[str, Any]:
     return {"allowPrivilegeEscalation": False, "privileged": False,
             "readOnlyRootFilesystem": True, "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]}}
@@ -134,7 +135,7 @@ def _server(ctx: RenderContext) -> dict[str, Any]:
         "env": _env(ctx), "resources": _resources(ctx),
         "startupProbe": _probe(ctx, PROBE_PERIOD_S, ctx.startup_failures),
         "readinessProbe": _probe(ctx, 5, 3), "livenessProbe": _probe(ctx, 10, 3),
-        "securityContext": _security(), "volumeMounts": mounts,
+        "securityContext": security(), "volumeMounts": mounts,
     }
 
 

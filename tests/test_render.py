@@ -135,6 +135,41 @@ def test_multi_node_training_follows_the_plan() -> None:
     assert _find(manifests, "StorageClass")["reclaimPolicy"] == "Retain"
 
 
+def _jobset(name: str) -> Manifests:
+    spec = _spec(name)
+    spec = spec.model_copy(update={"render": spec.render.model_copy(
+        update={"training_launcher": "jobset"})})
+    return render_plan(spec, _plan(name), resolve_model(spec.model), _catalog(), RenderOptions())
+
+
+def test_jobset_launcher() -> None:
+    """render.training_launcher: jobset gives one indexed Job of 8 pods; rank from the
+    completion index, rendezvous at the first pod's DNS name."""
+    manifests = _jobset("pretrain-7b-1t")
+    assert _check(manifests.objects) == ()
+    job_set = _find(manifests, "JobSet")
+    assert not any(o["kind"] == "PyTorchJob" for o in manifests.objects)
+    job = job_set["spec"]["replicatedJobs"][0]["template"]["spec"]
+    assert (job["parallelism"], job["completions"], job["completionMode"]) == (8, 8, "Indexed")
+    container = job["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[args.index("--master-addr") + 1] == "llama-2-7b-hf-node-0-0.llama-2-7b-hf"
+    assert args[args.index("--node-rank") + 1] == "$(NODE_RANK)"
+    assert container["env"][0]["name"] == "NODE_RANK"
+    assert container["resources"]["requests"]["vpc.amazonaws.com/efa"] == "16"
+    assert "JobSet controller" in dict(file_texts(manifests))["README.md"]
+
+
+def test_jobset_wrong_rendezvous_and_missing_pool_are_named() -> None:
+    objs = copy.deepcopy(list(_jobset("pretrain-7b-1t").objects))
+    job_set = _find(tuple(objs), "JobSet")
+    job_set["spec"]["network"]["subdomain"] = "trainers"
+    objs = [o for o in objs if o["kind"] != "NodePool"]
+    findings = sorted(f.field for f in _check(tuple(objs)) if f.object.startswith("JobSet/"))
+    assert findings == ["spec.replicatedJobs[0].template.spec.template.spec.containers[0].args",
+                        "spec.replicatedJobs[0].template.spec.template.spec.nodeSelector"]
+
+
 def test_training_storage_holds_two_checkpoints() -> None:
     """Full fine-tune of a 70B model: two checkpoints of 14 bytes per parameter (about 2 TB)
     round up to the next FSx for Lustre PERSISTENT_2 capacity (1200 + n x 2400 GiB)."""

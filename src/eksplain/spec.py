@@ -117,6 +117,14 @@ class Constraints(_Strict):
     availability_zones: list[str] = Field(default_factory=list)
 
 
+class RenderChoices(_Strict):
+    """How ``eksplain render`` builds the plan's objects; no effect on the plan itself."""
+
+    training_launcher: Literal["pytorchjob", "jobset"] = Field(
+        default="pytorchjob", description="training: a Kubeflow PyTorchJob (needs the training "
+        "operator) or a JobSet (needs the JobSet controller)")
+
+
 class WorkloadSpec(_Strict):
     """What to run (model, task, data, traffic) and what it must achieve (SLOs, constraints)."""
 
@@ -133,6 +141,7 @@ class WorkloadSpec(_Strict):
     engine: Literal["vllm", "sglang", "trtllm", "hf", "neuron"] = "vllm"
     storage: Literal["fsx-lustre", "s3", "efs", "ebs-gp3", "ebs-io2", "instance-nvme"] = (
         "fsx-lustre")
+    render: RenderChoices = Field(default_factory=RenderChoices)
 
     @property
     def serving(self) -> bool:

@@ -62,7 +62,7 @@ def _build_training(ctx: RenderContext) -> Manifests:
         ("00-namespace.yaml", [w.namespace(ctx), w.resource_quota(ctx)]),
         ("10-nodes.yaml", [ec2_node_class(ctx), node_pool(ctx)]),
         ("20-storage.yaml", t.storage_objects(ctx)),
-        ("30-training-job.yaml", [w.service_account(ctx), t.pytorch_job(ctx)]),
+        ("30-training-job.yaml", [w.service_account(ctx), t.training_job(ctx)]),
         ("40-network.yaml", [t.network_policy(ctx)]),
     ]
     return Manifests(tuple((name, tuple(objs)) for name, objs in files), ctx)

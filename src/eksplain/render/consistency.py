@@ -6,7 +6,8 @@
     capacity     a pod's requests (EFA interfaces included) fit the allocatable of the
                  NodePool's instance type
     quota        the namespace's ResourceQuota covers the most the autoscaler asks for
-    launchers    a PyTorchJob starts one torchrun process per GPU its pods request
+    launchers    a PyTorchJob starts one torchrun process per GPU its pods request; torchrun
+                 under a JobSet points at the JobSet's first pod
     references   PVC, StorageClass, Secret, ConfigMap and ServiceAccount names resolve
     scaling      HPA / KEDA targets and PDB / Service / NetworkPolicy / ServiceMonitor selectors
                  match the pods, and named ports exist
@@ -189,9 +190,34 @@ def _check_quota(objs: list[Obj]) -> Iterator[Finding]:
                               f"maximum replicas: raise the quota to at least {need}")
 
 
+def _master_address(job_set: Obj) -> str:
+    """The stable DNS name of a JobSet's first pod: <jobset>-<job>-<job index>-<pod index>
+    under the JobSet's subdomain (its name unless set)."""
+    name = job_set["metadata"]["name"]
+    subdomain = (job_set["spec"].get("network") or {}).get("subdomain") or name
+    return f"{name}-{job_set['spec']['replicatedJobs'][0]['name']}-0-0.{subdomain}"
+
+
+def _check_rendezvous(objs: list[Obj]) -> Iterator[Finding]:
+    """torchrun under a JobSet reaches rank 0 by its DNS name: a wrong name hangs every rank."""
+    for job_set in kind_of(objs, "JobSet"):
+        expected = _master_address(job_set)
+        for pt in pod_templates([job_set]):
+            for i, c in enumerate(pt.spec.get("containers", [])):
+                args = [str(a) for a in c.get("args") or []]
+                if "--master-addr" not in args:
+                    continue
+                given = args[args.index("--master-addr") + 1]
+                if given != expected:
+                    yield Finding(object_ref(job_set), f"{pt.path}.spec.containers[{i}].args",
+                                  f"--master-addr {given} is not the JobSet's first pod: "
+                                  f"use {expected}")
+
+
 def _check_launchers(objs: list[Obj]) -> Iterator[Finding]:
     """torchrun starts ``nprocPerNode`` ranks per pod, one per GPU: more ranks than the pod's
     GPUs share a device (or fail), fewer leave GPUs idle."""
+    yield from _check_rendezvous(objs)
     for job in kind_of(objs, "PyTorchJob"):
         procs = job["spec"].get("nprocPerNode")
         if procs is None or not str(procs).isdigit():

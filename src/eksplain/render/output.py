@@ -74,8 +74,13 @@ _WHAT_TRAINING = {
     "PersistentVolumeClaim": "data and checkpoints, shared by every node of the job",
     "ServiceAccount": "the job's identity (associate it with an IAM role for S3 access)",
     "PyTorchJob": "torchrun on every node with the plan's layout (Kubeflow training operator)",
+    "JobSet": "torchrun on every node with the plan's layout, one indexed pod per node rank",
     "NetworkPolicy": "admits traffic from the job's own pods only",
 }
+
+
+_LAUNCHERS = {"pytorchjob": "Kubeflow training operator (PyTorchJob v1)",
+              "jobset": "JobSet controller (jobset.x-k8s.io/v1alpha2)"}
 
 
 def _objects(manifests: Manifests, what: dict[str, str]) -> list[str]:
@@ -95,7 +100,7 @@ def _training_readme(manifests: Manifests, t: TrainingLayout) -> str:
     lines = [f"# {ctx.task} of {ctx.model_id} on {nodes}", "",
              "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
              f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1 and "
-             "the Kubeflow training operator (PyTorchJob v1), and each other.", "",
+             f"the {_LAUNCHERS[t.launcher]}, and each other.", "",
              *_objects(manifests, _WHAT_TRAINING), "",
              "## What the container must run", "",
              f"The job runs `torchrun --nnodes {t.nodes} --nproc-per-node {t.procs_per_node} "
@@ -116,7 +121,7 @@ def _training_readme(manifests: Manifests, t: TrainingLayout) -> str:
              "(write checkpoints here, resume from the latest on start), "
              f"`EKSPLAIN_CHECKPOINT_INTERVAL_S`={t.checkpoint_interval_s} (the plan's interval)",
              "", "## Before you apply", "",
-             "- the cluster runs Karpenter v1, the Kubeflow training operator (PyTorchJob v1), "
+             f"- the cluster runs Karpenter v1, the {_LAUNCHERS[t.launcher]}, "
              f"the {'Neuron' if ctx.accelerator.is_neuron else 'NVIDIA'} device plugin"
              + (" and the EFA device plugin (`vpc.amazonaws.com/efa`)" if t.efa_per_pod else ""),
              f"- the FSx for Lustre CSI driver; in `20-storage.yaml` a subnet in zone "

@@ -66,6 +66,12 @@ def _templates_of(obj: Obj) -> Iterator[PodTemplate]:
         yield PodTemplate(obj, spec["template"], "spec.template", int(spec.get("replicas", 1)))
     elif kind == "Job":
         yield PodTemplate(obj, spec["template"], "spec.template", _job_pods(spec))
+    elif kind == "JobSet":
+        for i, rjob in enumerate(spec["replicatedJobs"]):
+            job = rjob["template"]["spec"]
+            yield PodTemplate(obj, job["template"],
+                              f"spec.replicatedJobs[{i}].template.spec.template",
+                              int(rjob.get("replicas", 1)) * _job_pods(job))
     elif kind == "PyTorchJob":
         for role, replica in sorted(spec["pytorchReplicaSpecs"].items()):
             yield PodTemplate(obj, replica["template"],

@@ -1,5 +1,6 @@
 """Training plans (fine-tuning, pre-training) as Kubernetes objects: a Kubeflow PyTorchJob
-(kubeflow.org/v1) running torchrun with the plan's layout, an FSx for Lustre volume for data and
+(kubeflow.org/v1) or, when the spec asks, a JobSet (jobset.x-k8s.io/v1alpha2) running torchrun
+with the plan's layout, an FSx for Lustre volume for data and
 checkpoints, and a NodePool for the training instances pinned to one availability zone.
 
     layout      one pod per node; torchrun starts one process per GPU (per NeuronCore on
@@ -36,8 +37,8 @@ from eksplain.search import Candidate, Plan
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
-__all__ = ["TRAINING_TASKS", "TrainingLayout", "network_policy", "pytorch_job", "storage_objects",
-           "training_context"]
+__all__ = ["TRAINING_TASKS", "TrainingLayout", "job_set", "network_policy", "pytorch_job",
+           "storage_objects", "training_context", "training_job"]
 
 TRAINING_TASKS = ("fine-tuning", "pre-training")
 TRAIN_MOUNT = "/mnt/train"  # the FSx volume: data/, checkpoints/, hf/
@@ -46,6 +47,7 @@ TRAIN_MOUNT = "/mnt/train"  # the FSx volume: data/, checkpoints/, hf/
 FSX_MIN_GIB = 1200
 FSX_STEP_GIB = 2400
 FSX_THROUGHPUT_MB_PER_TIB = "125"  # PERSISTENT_2-125, as checkpoint.py assumes
+JOBSET_JOB = "node"  # the JobSet's one replicated job; pods are <name>-node-0-<rank>
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class TrainingLayout:
     efa_per_pod: int  # 0 on one node
     rdma: bool
     image_key: str  # the images.yaml row
+    launcher: str  # pytorchjob | jobset
 
 
 def _fsx_bytes(need_bytes: int) -> int:
@@ -108,7 +111,8 @@ def _layout(spec: WorkloadSpec, choice: Candidate, inst: InstanceType, acc: Acce
         storage_bytes=_fsx_bytes(storage_bytes),
         efa_per_pod=inst.efa_interfaces if multi else 0,
         rdma=multi and inst.family in efa["rdma_families"],
-        image_key="pytorch_training_neuron" if acc.is_neuron else "pytorch_training")
+        image_key="pytorch_training_neuron" if acc.is_neuron else "pytorch_training",
+        launcher=spec.render.training_launcher)
 
 
 def _zone(spec: WorkloadSpec) -> str:
@@ -206,18 +210,38 @@ def _resources(ctx: RenderContext) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
+def _torchrun_args(ctx: RenderContext) -> list[str]:
+    """torchrun's arguments. Under a PyTorchJob the operator sets the node rank and the master
+    address (PET_* variables); under a JobSet they come from the pod's completion index and
+    the first pod's stable DNS name."""
+    t = _layout_of(ctx)
+    row = ctx.images[t.image_key]
+    args = ["--nnodes", str(t.nodes), "--nproc-per-node", str(t.procs_per_node)]
+    if t.launcher == "jobset":
+        args += ["--node-rank", "$(NODE_RANK)",
+                 "--master-addr", f"{ctx.name}-{JOBSET_JOB}-0-0.{ctx.name}",
+                 "--master-port", str(row["master_port"])]
+    return [*args, str(row["entrypoint"])]
+
+
+def _rank_env(ctx: RenderContext) -> list[dict[str, Any]]:
+    if _layout_of(ctx).launcher != "jobset":
+        return []
+    index = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    return [{"name": "NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": index}}}]
+
+
 def _container(ctx: RenderContext) -> dict[str, Any]:
     t = _layout_of(ctx)
     row = ctx.images[t.image_key]
     return {
         # The training operator finds the container by this name.
         "name": "pytorch", "image": ctx.image(t.image_key), "imagePullPolicy": "IfNotPresent",
-        "command": ["torchrun"],
-        "args": ["--nnodes", str(t.nodes), "--nproc-per-node", str(t.procs_per_node),
-                 str(row["entrypoint"])],
+        "command": ["torchrun"], "args": _torchrun_args(ctx),
         "ports": [{"name": "rendezvous", "containerPort": int(row["master_port"]),
                    "protocol": "TCP"}],
-        "env": _env(ctx), "resources": _resources(ctx), "securityContext": security(),
+        "env": _rank_env(ctx) + _env(ctx), "resources": _resources(ctx),
+        "securityContext": security(),
         "volumeMounts": [{"name": "train", "mountPath": TRAIN_MOUNT},
                          {"name": "dshm", "mountPath": "/dev/shm"},
                          {"name": "tmp", "mountPath": "/tmp"},
@@ -277,6 +301,32 @@ def pytorch_job(ctx: RenderContext) -> dict[str, Any]:
                  "runPolicy": {"cleanPodPolicy": "Running", "backoffLimit": 3 * t.nodes},
                  "pytorchReplicaSpecs": replicas},
     }
+
+
+def job_set(ctx: RenderContext) -> dict[str, Any]:
+    """One indexed Job of ``nodes`` pods (pod i is node rank i); the JobSet's headless Service
+    gives pod 0 the stable name torchrun's rendezvous uses. A failed pod restarts the whole
+    set (up to 3 times): torchrun's static rendezvous needs every rank back."""
+    t = _layout_of(ctx)
+    template = _template(ctx)
+    template["spec"]["restartPolicy"] = "Never"
+    job = {"parallelism": t.nodes, "completions": t.nodes, "completionMode": "Indexed",
+           "backoffLimit": 0, "template": template}
+    return {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+        "metadata": _meta(ctx, ctx.name, annotations={"eksplain.io/model": ctx.model_id,
+                                                      "eksplain.io/instance-type":
+                                                          ctx.instance.name}),
+        "spec": {"network": {"enableDNSHostnames": True, "subdomain": ctx.name},
+                 "failurePolicy": {"maxRestarts": 3},
+                 "replicatedJobs": [{"name": JOBSET_JOB, "replicas": 1,
+                                     "template": {"spec": job}}]},
+    }
+
+
+def training_job(ctx: RenderContext) -> dict[str, Any]:
+    """The spec's launcher: a PyTorchJob (default) or a JobSet."""
+    return job_set(ctx) if _layout_of(ctx).launcher == "jobset" else pytorch_job(ctx)
 
 
 def network_policy(ctx: RenderContext) -> dict[str, Any]:

@@ -35,7 +35,8 @@ SERVING = ("chat-llama-3.1-8b", "deepseek-v3", "embeddings-bge-2000rps", "moe-qw
            "rag-llama-3.1-70b-32k")
 TRAINING = ("finetune-trainium", "full-finetune-llama-3.1-70b", "lora-llama-3.1-8b",
             "pretrain-7b-1t")
-REFUSED = {"nightly-summarisation": "batch-inference", "llama-inferentia2": "Neuron"}
+BATCH = "nightly-summarisation"
+REFUSED = {"llama-inferentia2": "Neuron"}
 SECRETS = ("hf-token",)
 
 
@@ -65,7 +66,7 @@ def _check(objects: tuple[dict[str, Any], ...]) -> tuple[Finding, ...]:
 
 
 def test_every_example_is_rendered_or_refused() -> None:
-    assert {p.stem for p in EXAMPLES.glob("*.yaml")} == {*SERVING, *TRAINING, *REFUSED,
+    assert {p.stem for p in EXAMPLES.glob("*.yaml")} == {*SERVING, *TRAINING, BATCH, *REFUSED,
                                                          "mixtral-8x7b-spot"}
 
 
@@ -133,6 +134,51 @@ def test_multi_node_training_follows_the_plan() -> None:
     claim = _find(manifests, "PersistentVolumeClaim")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert _find(manifests, "StorageClass")["reclaimPolicy"] == "Retain"
+
+
+def test_batch_example_is_an_indexed_job_with_the_deadline() -> None:
+    """nightly-summarisation: the plan's replicas run at once as shards of vLLM's batch
+    runner, stopped at the 6 h deadline."""
+    manifests = _render(BATCH)
+    assert _check(manifests.objects) == ()
+    choice = _plan(BATCH).choice
+    assert choice is not None
+    job = _find(manifests, "Job")
+    replicas = int(choice.detail("replicas_peak") or 0)
+    assert replicas > 1
+    assert (job["spec"]["parallelism"], job["spec"]["completions"]) == (replicas, replicas)
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["activeDeadlineSeconds"] == 6 * 3600
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    runner = pod["containers"][0]
+    assert runner["command"] == ["vllm", "run-batch"]
+    args = runner["args"]
+    assert args[:4] == ["-i", "/data/input/shard-$(SHARD).jsonl",
+                        "-o", "/data/output/shard-$(SHARD).jsonl"]
+    assert "--port" not in args
+    flags = dict(zip(args[::2], args[1::2], strict=False))
+    assert flags["--max-num-seqs"] == str(int(choice.detail("batch") or 0))
+    assert "livenessProbe" not in runner
+    assert _find(manifests, "ResourceQuota")["spec"]["hard"]["requests.nvidia.com/gpu"] == str(
+        replicas)
+
+
+def test_batch_job_on_a_pool_that_is_not_rendered_is_named() -> None:
+    objs = _broken(BATCH)
+    pod = _find(tuple(objs), "Job")["spec"]["template"]["spec"]
+    pod["nodeSelector"]["eksplain.io/pool"] = "batch-pool"
+    finding = _only(_check(tuple(objs)), "Job")
+    assert finding.field == "spec.template.spec.nodeSelector"
+    assert "no NodePool" in finding.message
+
+
+def test_batch_job_above_the_quota_and_pool_is_named() -> None:
+    objs = _broken(BATCH)
+    _find(tuple(objs), "Job")["spec"]["parallelism"] = 5
+    findings = _check(tuple(objs))
+    assert "at least 5" in _only(findings, "ResourceQuota").message
+    assert "needs 5 g6e.xlarge nodes" in _only(findings, "NodePool").message
 
 
 def _jobset(name: str) -> Manifests:
@@ -273,7 +319,8 @@ def test_rerender_is_byte_identical() -> None:
 
 @pytest.mark.parametrize(("name", "autoscaler"), [("chat-llama-3.1-8b", "hpa"),
                                                   ("rag-llama-3.1-70b-32k", "keda"),
-                                                  ("pretrain-7b-1t", "hpa")])
+                                                  ("pretrain-7b-1t", "hpa"),
+                                                  (BATCH, "hpa")])
 def test_golden_files(name: str, autoscaler: str) -> None:
     """Set EKSPLAIN_REGEN_GOLDEN=1 to rewrite them after an intended change; review the diff."""
     options = RenderOptions(autoscaler="keda" if autoscaler == "keda" else "hpa")
@@ -297,7 +344,7 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     if checkov is None:
         pytest.fail("checkov is not installed: pip install -e '.[dev]'")
     renders = {f"{n}-hpa": _render(n) for n in SERVING}
-    renders |= {n: _render(n) for n in TRAINING}
+    renders |= {n: _render(n) for n in (*TRAINING, BATCH)}
     renders["rag-keda"] = _render("rag-llama-3.1-70b-32k", RenderOptions(autoscaler="keda"))
     renders["chat-fsx"] = _render("chat-llama-3.1-8b",
                                   plan=_with_cache("chat-llama-3.1-8b", "fsx-lustre"))
@@ -529,7 +576,7 @@ def test_cli_render_writes_checks_and_streams(tmp_path: Path) -> None:
     assert streamed.exit_code == 0
     docs = list(yaml.safe_load_all(streamed.output))
     assert [d["kind"] for d in docs][:2] == ["Namespace", "ResourceQuota"]
-    refused = runner.invoke(app, ["render", str(EXAMPLES / "nightly-summarisation.yaml"),
+    refused = runner.invoke(app, ["render", str(EXAMPLES / "llama-inferentia2.yaml"),
                                   "--stdout"])
     assert refused.exit_code == 2
-    assert "batch-inference" in refused.output
+    assert "Neuron" in refused.output

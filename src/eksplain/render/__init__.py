@@ -17,6 +17,7 @@ from typing import Any
 
 from eksplain.catalog import Model
 from eksplain.hardware import HardwareCatalog
+from eksplain.render import batch
 from eksplain.render import training as t
 from eksplain.render import workload as w
 from eksplain.render.cache import cache_objects, cache_volume
@@ -27,6 +28,8 @@ from eksplain.search import Plan
 from eksplain.spec import WorkloadSpec
 
 __all__ = ["Manifests", "RenderOptions", "build", "render_plan"]
+
+BATCH_DEFAULT_DEADLINE_S = 3600.0  # the serving search's own default for a batch without one
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,12 @@ class Manifests:
         return tuple(obj for _, objs in self.files for obj in objs)
 
 
-def build(ctx: RenderContext) -> Manifests:
+def build(ctx: RenderContext, deadline_s: float | None = None) -> Manifests:
+    """The objects of a context: training, a batch Job (``deadline_s`` given) or serving."""
     if ctx.training is not None:
         return _build_training(ctx)
+    if deadline_s is not None:
+        return _build_batch(ctx, deadline_s)
     autoscaler = w.scaled_object(ctx) if ctx.options.autoscaler == "keda" else w.hpa(ctx)
     files: list[tuple[str, list[dict[str, Any]]]] = [
         ("00-namespace.yaml", [w.namespace(ctx), w.resource_quota(ctx)]),
@@ -68,9 +74,31 @@ def _build_training(ctx: RenderContext) -> Manifests:
     return Manifests(tuple((name, tuple(objs)) for name, objs in files), ctx)
 
 
+def _build_batch(ctx: RenderContext, deadline_s: float) -> Manifests:
+    files: list[tuple[str, list[dict[str, Any]]]] = [
+        ("00-namespace.yaml", [w.namespace(ctx), w.resource_quota(ctx)]),
+        ("10-nodes.yaml", [ec2_node_class(ctx), node_pool(ctx)]),
+        ("20-storage.yaml", [*cache_objects(ctx), *batch.data_objects(ctx)]),
+        ("30-batch-job.yaml", [w.service_account(ctx),
+                               batch.batch_job(ctx, cache_volume(ctx), deadline_s)]),
+        ("40-network.yaml", [batch.network_policy(ctx)]),
+    ]
+    return Manifests(tuple((name, tuple(objs)) for name, objs in files), ctx)
+
+
 def render_plan(spec: WorkloadSpec, plan: Plan, model: Model, catalog: HardwareCatalog,
                 options: RenderOptions) -> Manifests:
     """The manifests of a plan; ``RenderError`` for what render does not build yet."""
     if spec.task in TRAINING_TASKS:
         return build(training_context(spec, plan, model, catalog, options))
-    return build(serving_context(spec, plan, model, catalog, options))
+    ctx = serving_context(spec, plan, model, catalog, options)
+    if spec.task == "batch-inference":
+        return build(ctx, _deadline_s(spec, plan))
+    return build(ctx)
+
+
+def _deadline_s(spec: WorkloadSpec, plan: Plan) -> float:
+    """The spec's deadline, else the one the plan assumed."""
+    choice = plan.choice
+    assumed = choice.detail("deadline_s") if choice is not None else None
+    return float(spec.slo.deadline or assumed or 0) or BATCH_DEFAULT_DEADLINE_S

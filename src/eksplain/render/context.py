@@ -1,7 +1,7 @@
 """What a render needs from a plan, in Kubernetes terms: names, labels, sizes and engine flags.
 
 ``serving_context`` refuses what the renderer does not build yet (multi-node replicas, Neuron,
-engines other than vLLM, batch jobs) with a ``RenderError`` naming it; training plans have
+engines other than vLLM) with a ``RenderError`` naming it; training plans have
 their own context (``training.training_context``).
 """
 
@@ -119,10 +119,6 @@ def check_spec(spec: WorkloadSpec) -> None:
     """Refuse, before any planning, a spec whose workload render does not build yet."""
     if not spec.serving:
         return  # training: the engine field does not apply
-    if spec.task == "batch-inference":
-        raise RenderError(f"render does not build {spec.task} workloads yet (batch Jobs are "
-                          "planned); it renders online serving (inference, embedding) and "
-                          "training.", hint="run `eksplain plan` for this spec's sizing")
     if spec.engine == "neuron":
         raise RenderError("render does not build Neuron serving yet (engine: neuron).",
                           hint="use engine: vllm on an NVIDIA GPU family (g6e, p5 ...)")

@@ -83,6 +83,16 @@ _LAUNCHERS = {"pytorchjob": "Kubeflow training operator (PyTorchJob v1)",
               "jobset": "JobSet controller (jobset.x-k8s.io/v1alpha2)"}
 
 
+_WHAT_BATCH = {
+    **_WHAT,
+    "ResourceQuota": "caps the namespace's accelerators at the Job's pods",
+    "StorageClass": "a file system: the model cache, or the request shards and their results",
+    "PersistentVolumeClaim": "the model cache, or the request shards and their results",
+    "Job": "vLLM's batch runner, one indexed pod per shard, all at once, stopped at the deadline",
+    "NetworkPolicy": "admits no traffic to the pods (the runner serves nothing)",
+}
+
+
 def _objects(manifests: Manifests, what: dict[str, str]) -> list[str]:
     lines = ["## Apply order", "",
              "`kubectl apply -k .` applies everything; by hand, apply the files in this order:", ""]
@@ -139,10 +149,44 @@ def _training_readme(manifests: Manifests, t: TrainingLayout) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _batch_readme(manifests: Manifests) -> str:
+    ctx = manifests.context
+    job = next(o for o in manifests.objects if o["kind"] == "Job")["spec"]
+    shards = job["completions"]
+    lines = [f"# batch inference of {ctx.model_id} on {shards} x {ctx.instance.name}", "",
+             "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
+             f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1, "
+             "and each other.", "", *_objects(manifests, _WHAT_BATCH), "",
+             "## What the container runs", "",
+             f"Each of the {shards} pods runs `vllm run-batch` (vLLM's offline runner for the "
+             f"OpenAI batch file format) in `{ctx.image('vllm')}` with the plan's engine flags: "
+             "it reads `/data/input/shard-<i>.jsonl` and writes `/data/output/shard-<i>.jsonl`, "
+             f"where i = 0 ... {shards - 1} is the pod's completion index. Split your requests "
+             f"into {shards} such files before you apply; each request's `model` is "
+             f"`{ctx.model_id}` (the `--served-model-name`). The Job is stopped after "
+             f"{job['activeDeadlineSeconds']:,} s (the spec's deadline), done or not; a shard "
+             f"is retried {job['backoffLimitPerIndex']} times on its own.", "",
+             "## Before you apply", "",
+             "- the cluster runs Karpenter v1 and the NVIDIA device plugin",
+             "- the FSx for Lustre CSI driver, and the placeholders (`REPLACE-ME`) in "
+             "`20-storage.yaml` set to your subnet and security group; grow the claim "
+             "beyond its smallest size for large batches",
+             f"- create the Secret `{ctx.options.hf_token_secret}` (key `HF_TOKEN`) in namespace "
+             f"`{ctx.namespace}` for gated models; it is never written here",
+             f"- the node role `KarpenterNodeRole-{ctx.options.cluster_name}` and subnets and "
+             f"security groups tagged `karpenter.sh/discovery: {ctx.options.cluster_name}`"]
+    if ctx.cache == "s3":
+        lines.append(f"- the weights under `s3://{ctx.options.model_bucket}/{ctx.model_id}/`, "
+                     f"readable by ServiceAccount `{ctx.name}` (EKS Pod Identity or IRSA)")
+    return "\n".join(lines) + "\n"
+
+
 def _readme(manifests: Manifests) -> str:
     ctx = manifests.context
     if ctx.training is not None:
         return _training_readme(manifests, ctx.training)
+    if ctx.task == "batch-inference":
+        return _batch_readme(manifests)
     lines = [f"# {ctx.model_id} on {ctx.instance.name}", "",
              "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
              f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1, "

@@ -37,8 +37,8 @@ from eksplain.search import Candidate, Plan
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
-__all__ = ["TRAINING_TASKS", "TrainingLayout", "job_set", "network_policy", "pytorch_job",
-           "storage_objects", "training_context", "training_job"]
+__all__ = ["TRAINING_TASKS", "TrainingLayout", "fsx_objects", "job_set", "network_policy",
+           "pytorch_job", "storage_objects", "training_context", "training_job"]
 
 TRAINING_TASKS = ("fine-tuning", "pre-training")
 TRAIN_MOUNT = "/mnt/train"  # the FSx volume: data/, checkpoints/, hf/
@@ -160,11 +160,11 @@ def _meta(ctx: RenderContext, name: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "namespace": ctx.namespace, "labels": dict(ctx.labels), **extra}
 
 
-def storage_objects(ctx: RenderContext) -> list[dict[str, Any]]:
-    """A PERSISTENT_2 FSx for Lustre StorageClass and the job's ReadWriteMany claim. Retained:
-    deleting the claim must not delete the checkpoints."""
+def fsx_objects(ctx: RenderContext, claim: str, size_bytes: int) -> list[dict[str, Any]]:
+    """A PERSISTENT_2 FSx for Lustre StorageClass and a ReadWriteMany claim on it. Retained:
+    deleting the claim must not delete checkpoints or results."""
     o = ctx.options
-    sc_name = f"{ctx.name}-fsx-lustre"
+    sc_name = f"{ctx.name}-data"
     storage_class = {
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
         "metadata": {"name": sc_name, "labels": dict(ctx.labels)},
@@ -173,12 +173,15 @@ def storage_objects(ctx: RenderContext) -> list[dict[str, Any]]:
                        "deploymentType": "PERSISTENT_2",
                        "perUnitStorageThroughput": FSX_THROUGHPUT_MB_PER_TIB},
         "reclaimPolicy": "Retain", "volumeBindingMode": "Immediate"}
-    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-             "metadata": _meta(ctx, f"{ctx.name}-train"),
-             "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": sc_name,
-                      "resources": {"requests": {
-                          "storage": quantity(_layout_of(ctx).storage_bytes)}}}}
-    return [storage_class, claim]
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta(ctx, claim),
+           "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": sc_name,
+                    "resources": {"requests": {"storage": quantity(_fsx_bytes(size_bytes))}}}}
+    return [storage_class, pvc]
+
+
+def storage_objects(ctx: RenderContext) -> list[dict[str, Any]]:
+    """The job's data and checkpoint volume."""
+    return fsx_objects(ctx, f"{ctx.name}-train", _layout_of(ctx).storage_bytes)
 
 
 def _env(ctx: RenderContext) -> list[dict[str, Any]]:

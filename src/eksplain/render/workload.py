@@ -17,6 +17,7 @@ __all__ = [
     "hpa",
     "namespace",
     "network_policy",
+    "pod_spec",
     "quantity",
     "resource_quota",
     "scaled_object",
@@ -151,7 +152,7 @@ def _volumes(ctx: RenderContext, cache_volume: dict[str, Any]) -> list[dict[str,
     ]
 
 
-def _pod_spec(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, Any]]],
+def pod_spec(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, Any]]],
               ) -> dict[str, Any]:
     cache_volume, init = cache
     uid = int(ctx.images["vllm"]["user_id"])
@@ -197,7 +198,7 @@ def deployment(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, A
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
             "template": {"metadata": {"labels": dict(ctx.labels)},
-                         "spec": _pod_spec(ctx, cache)},
+                         "spec": pod_spec(ctx, cache)},
         },
     }
 

@@ -31,12 +31,11 @@ from eksplain.spec import WorkloadSpec
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 GOLDEN = ROOT / "tests" / "golden" / "render"
-SERVING = ("chat-llama-3.1-8b", "deepseek-v3", "embeddings-bge-2000rps", "moe-qwen3-30b-a3b",
-           "rag-llama-3.1-70b-32k")
+SERVING = ("chat-llama-3.1-8b", "deepseek-v3", "embeddings-bge-2000rps", "llama-inferentia2",
+           "moe-qwen3-30b-a3b", "rag-llama-3.1-70b-32k")
 TRAINING = ("finetune-trainium", "full-finetune-llama-3.1-70b", "lora-llama-3.1-8b",
             "pretrain-7b-1t")
 BATCH = "nightly-summarisation"
-REFUSED = {"llama-inferentia2": "Neuron"}
 SECRETS = ("hf-token",)
 
 
@@ -65,8 +64,8 @@ def _check(objects: tuple[dict[str, Any], ...]) -> tuple[Finding, ...]:
     return check_objects(objects, _catalog(), SECRETS)
 
 
-def test_every_example_is_rendered_or_refused() -> None:
-    assert {p.stem for p in EXAMPLES.glob("*.yaml")} == {*SERVING, *TRAINING, BATCH, *REFUSED,
+def test_every_example_is_rendered() -> None:
+    assert {p.stem for p in EXAMPLES.glob("*.yaml")} == {*SERVING, *TRAINING, BATCH,
                                                          "mixtral-8x7b-spot"}
 
 
@@ -523,16 +522,40 @@ def test_metadata_scope_and_names_are_checked() -> None:
 # --- what render refuses ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "what"), sorted(REFUSED.items()))
-def test_unsupported_workloads_are_refused(name: str, what: str) -> None:
-    with pytest.raises(RenderError, match=what):
-        api.render(_spec(name))
-
-
 def test_neuron_hardware_is_refused_for_vllm() -> None:
+    """The CUDA image on Inferentia: an error naming the alternative (engine: neuron)."""
     spec = _spec("llama-inferentia2").model_copy(update={"engine": "vllm"})
-    with pytest.raises(RenderError, match="vLLM CUDA image"):
+    with pytest.raises(RenderError, match="vLLM CUDA image") as caught:
         api.render(spec)
+    assert "engine: neuron" in (caught.value.hint or "")
+
+
+def test_neuron_engine_on_a_gpu_is_refused() -> None:
+    spec = _spec("chat-llama-3.1-8b").model_copy(update={"engine": "neuron"})
+    with pytest.raises(RenderError, match="needs Inferentia or Trainium"):
+        api.render(spec)
+
+
+def test_other_engines_are_refused() -> None:
+    spec = _spec("chat-llama-3.1-8b").model_copy(update={"engine": "trtllm"})
+    with pytest.raises(RenderError, match="engine trtllm is not supported"):
+        api.render(spec)
+
+
+def test_neuron_serving_uses_devices_and_cores() -> None:
+    """inf2.xlarge: one Neuron device (two NeuronCores) per replica; vLLM's TP counts cores."""
+    manifests = _render("llama-inferentia2")
+    container = _container(manifests.objects)
+    assert "vllm-neuronx" in container["image"]
+    assert container["resources"]["requests"]["aws.amazon.com/neuron"] == "1"
+    args = container["args"]
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    assert "--gpu-memory-utilization" not in args
+    assert {"name": "VLLM_NEURON_FRAMEWORK",
+            "value": "neuronx-distributed-inference"} in container["env"]
+    pod = _find(manifests, "Deployment")["spec"]["template"]["spec"]
+    assert pod["tolerations"][0]["key"] == "aws.amazon.com/neuron"
+    assert "Neuron device plugin" in dict(file_texts(manifests))["README.md"]
 
 
 def test_multi_node_replicas_are_refused() -> None:
@@ -576,7 +599,8 @@ def test_cli_render_writes_checks_and_streams(tmp_path: Path) -> None:
     assert streamed.exit_code == 0
     docs = list(yaml.safe_load_all(streamed.output))
     assert [d["kind"] for d in docs][:2] == ["Namespace", "ResourceQuota"]
-    refused = runner.invoke(app, ["render", str(EXAMPLES / "llama-inferentia2.yaml"),
-                                  "--stdout"])
+    (tmp_path / "trt.yaml").write_text(
+        (EXAMPLES / "chat-llama-3.1-8b.yaml").read_text() + "engine: trtllm\n")
+    refused = runner.invoke(app, ["render", str(tmp_path / "trt.yaml"), "--stdout"])
     assert refused.exit_code == 2
-    assert "Neuron" in refused.output
+    assert "trtllm" in refused.output

@@ -86,6 +86,13 @@ class RenderContext:
     scale_target: int
     images: dict[str, Any]
     training: TrainingLayout | None = None  # set for training plans only
+    engine_key: str = "vllm"  # the serving image's row in images.yaml: vllm or vllm_neuron
+
+    @property
+    def engine(self) -> dict[str, Any]:
+        """The serving image's row: port, health and metrics paths, user id."""
+        row: dict[str, Any] = self.images[self.engine_key]
+        return row
 
     @property
     def cache_volume_bytes(self) -> int:
@@ -119,26 +126,43 @@ def check_spec(spec: WorkloadSpec) -> None:
     """Refuse, before any planning, a spec whose workload render does not build yet."""
     if not spec.serving:
         return  # training: the engine field does not apply
-    if spec.engine == "neuron":
-        raise RenderError("render does not build Neuron serving yet (engine: neuron).",
-                          hint="use engine: vllm on an NVIDIA GPU family (g6e, p5 ...)")
-    if spec.engine != "vllm":
-        raise RenderError(f"render builds vLLM servers only; engine {spec.engine} is not "
-                          "supported yet.", hint="set engine: vllm in the spec")
+    if spec.engine not in ("vllm", "neuron"):
+        raise RenderError(f"render builds vLLM servers only (CUDA, or Neuron with engine: "
+                          f"neuron); engine {spec.engine} is not supported yet.",
+                          hint="set engine: vllm (NVIDIA) or engine: neuron (Inferentia, "
+                               "Trainium) in the spec")
 
 
-def _check_hardware(choice: Candidate, acc: Accelerator, inst: InstanceType) -> None:
-    if acc.is_neuron:
-        raise RenderError(f"render does not build Neuron serving yet: the plan chose "
-                          f"{inst.name} ({acc.name}), where the vLLM CUDA image cannot run.",
-                          hint="restrict constraints.families to NVIDIA GPU families "
-                               "(g6e, p5 ...) to render a vLLM Deployment")
+def _check_hardware(spec: WorkloadSpec, choice: Candidate, acc: Accelerator,
+                    inst: InstanceType) -> None:
+    if acc.is_neuron and spec.engine != "neuron":
+        raise RenderError(f"the plan chose {inst.name} ({acc.name}), where the vLLM CUDA "
+                          "image cannot run.",
+                          hint="set engine: neuron to serve with vLLM on Neuron (NxD "
+                               "Inference), or restrict constraints.families to NVIDIA GPU "
+                               "families (g6e, p5 ...)")
+    if not acc.is_neuron and spec.engine == "neuron":
+        raise RenderError(f"engine: neuron needs Inferentia or Trainium, but the plan chose "
+                          f"{inst.name} ({acc.name}).",
+                          hint="set engine: vllm, or restrict constraints.families to inf2, "
+                               "trn1 ...")
     if choice.tp * choice.pp > inst.accelerator_count:
         raise RenderError(f"one replica spans {choice.tp * choice.pp // inst.accelerator_count} "
                           f"nodes (TP={choice.tp} x PP={choice.pp} on {inst.name}); multi-node "
                           "replicas (LeaderWorkerSet) are not supported yet.",
                           hint="allow a larger instance family or quantize so that one node "
                                "holds a replica")
+
+
+def _neuron_args(spec: WorkloadSpec, model: Model, choice: Candidate, acc: Accelerator,
+                 row: dict[str, Any]) -> tuple[str, ...]:
+    """vLLM's flags on Neuron: TP counts NeuronCores (the plan counts devices); the batch and
+    context are compiled in, so they are the plan's."""
+    engine = load_calibration().engine("vllm")
+    batch = int(choice.detail("batch") or choice.detail("max_num_seqs") or engine.max_num_seqs)
+    return ("--port", str(row["port"]), "--served-model-name", model.id,
+            "--tensor-parallel-size", str(choice.tp * acc.cores_per_device),
+            "--max-model-len", str(spec.tokens.context), "--max-num-seqs", str(batch))
 
 
 def _engine_args(spec: WorkloadSpec, model: Model, choice: Candidate, vllm: dict[str, Any],
@@ -190,9 +214,10 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
     inst = find_instance(catalog, choice.instance_type)
     acc = next(a for a in catalog.accelerators if a.id == inst.accelerator_id)
     check_spec(spec)
-    _check_hardware(choice, acc, inst)
+    _check_hardware(spec, choice, acc, inst)
     images: dict[str, Any] = read_yaml("images.yaml")
-    vllm = images["vllm"]
+    engine_key = "vllm_neuron" if acc.is_neuron else "vllm"
+    vllm = images[engine_key]
     extras = dict(plan.extras)
     scaling, cold = _mapping(extras.get("autoscaling")), _mapping(extras.get("cold_start"))
     cache = str(extras.get("model_cache") or "s3")
@@ -217,7 +242,9 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
         memory_bytes=memory, shm_bytes=shm, cache=cache,
         cache_bytes=int(choice.detail("weights_bytes") or 0) * gpus,
         startup_failures=max(3, math.ceil(startup_s / PROBE_PERIOD_S)),
-        engine_args=_engine_args(spec, model, choice, vllm),
+        engine_args=(_neuron_args(spec, model, choice, acc, vllm) if acc.is_neuron
+                     else _engine_args(spec, model, choice, vllm)),
         scale_metric=str(scaling.get("metric") or SCALE_METRIC),
         scale_target=int(scaling.get("target_per_replica") or 1), images=images,
+        engine_key=engine_key,
     )

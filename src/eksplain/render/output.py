@@ -13,7 +13,7 @@ import yaml
 
 from eksplain.errors import RenderError
 from eksplain.render import Manifests
-from eksplain.render.context import KUBERNETES_VERSION
+from eksplain.render.context import KUBERNETES_VERSION, RenderContext
 from eksplain.render.training import TrainingLayout
 from eksplain.render.workload import adapter_metric, quantity
 
@@ -132,7 +132,7 @@ def _training_readme(manifests: Manifests, t: TrainingLayout) -> str:
              f"`EKSPLAIN_CHECKPOINT_INTERVAL_S`={t.checkpoint_interval_s} (the plan's interval)",
              "", "## Before you apply", "",
              f"- the cluster runs Karpenter v1, the {_LAUNCHERS[t.launcher]}, "
-             f"the {'Neuron' if ctx.accelerator.is_neuron else 'NVIDIA'} device plugin"
+             f"the {_plugin(ctx)} device plugin"
              + (" and the EFA device plugin (`vpc.amazonaws.com/efa`)" if t.efa_per_pod else ""),
              f"- the FSx for Lustre CSI driver; in `20-storage.yaml` a subnet in zone "
              f"`{ctx.zones[0]}` (the NodePool's zone: change both together) and a security group "
@@ -159,15 +159,16 @@ def _batch_readme(manifests: Manifests) -> str:
              "and each other.", "", *_objects(manifests, _WHAT_BATCH), "",
              "## What the container runs", "",
              f"Each of the {shards} pods runs `vllm run-batch` (vLLM's offline runner for the "
-             f"OpenAI batch file format) in `{ctx.image('vllm')}` with the plan's engine flags: "
-             "it reads `/data/input/shard-<i>.jsonl` and writes `/data/output/shard-<i>.jsonl`, "
+             f"OpenAI batch file format) in `{ctx.image(ctx.engine_key)}` with the plan's "
+             "engine flags: it reads `/data/input/shard-<i>.jsonl` and writes "
+             "`/data/output/shard-<i>.jsonl`, "
              f"where i = 0 ... {shards - 1} is the pod's completion index. Split your requests "
              f"into {shards} such files before you apply; each request's `model` is "
              f"`{ctx.model_id}` (the `--served-model-name`). The Job is stopped after "
              f"{job['activeDeadlineSeconds']:,} s (the spec's deadline), done or not; a shard "
              f"is retried {job['backoffLimitPerIndex']} times on its own.", "",
              "## Before you apply", "",
-             "- the cluster runs Karpenter v1 and the NVIDIA device plugin",
+             f"- the cluster runs Karpenter v1 and the {_plugin(ctx)} device plugin",
              "- the FSx for Lustre CSI driver, and the placeholders (`REPLACE-ME`) in "
              "`20-storage.yaml` set to your subnet and security group; grow the claim "
              "beyond its smallest size for large batches",
@@ -193,8 +194,8 @@ def _readme(manifests: Manifests) -> str:
              "KEDA v2 and the Prometheus operator, and each other.", "",
              *_objects(manifests, _WHAT)]
     lines += ["", "## Before you apply", "",
-              "- the cluster runs Karpenter v1, the NVIDIA device plugin and the Prometheus "
-              "operator" + (", and KEDA" if ctx.options.autoscaler == "keda" else
+              f"- the cluster runs Karpenter v1, the {_plugin(ctx)} device plugin and the "
+              "Prometheus operator" + (", and KEDA" if ctx.options.autoscaler == "keda" else
                             ", and the Prometheus adapter with a rule that serves "
                             f"`{ctx.scale_metric}` per pod as `{adapter_metric(ctx)}`"),
               f"- create the Secret `{ctx.options.hf_token_secret}` (key `HF_TOKEN`) in namespace "
@@ -210,7 +211,16 @@ def _readme(manifests: Manifests) -> str:
         lines.append("- the cache seeded with the model before the first rollout: the startup "
                      "probe allows the plan's cold start from the cache, not a download from "
                      "the Hugging Face hub")
+    if ctx.accelerator.is_neuron:
+        lines.append("- the model compiled for Neuron ahead of the first rollout (NxD Inference "
+                     "compiles for the `--max-model-len` and `--max-num-seqs` in "
+                     "`30-deployment.yaml`): a first compile can outlast the startup probe, "
+                     "which allows only the plan's load and warm-up")
     return "\n".join(lines) + "\n"
+
+
+def _plugin(ctx: RenderContext) -> str:
+    return "Neuron" if ctx.accelerator.is_neuron else "NVIDIA"
 
 
 def file_texts(manifests: Manifests) -> tuple[tuple[str, str], ...]:

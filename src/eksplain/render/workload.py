@@ -97,8 +97,7 @@ def _resources(ctx: RenderContext) -> dict[str, Any]:
 
 
 def _probe(ctx: RenderContext, period_s: int, failures: int) -> dict[str, Any]:
-    vllm = ctx.images["vllm"]
-    return {"httpGet": {"path": vllm["health_path"], "port": "http"},
+    return {"httpGet": {"path": ctx.engine["health_path"], "port": "http"},
             "periodSeconds": period_s, "timeoutSeconds": 5, "failureThreshold": failures}
 
 
@@ -114,6 +113,7 @@ def _env(ctx: RenderContext) -> list[dict[str, Any]]:
         {"name": "VLLM_CACHE_ROOT", "value": f"{WORK_MOUNT}/vllm"},
         {"name": "TRITON_CACHE_DIR", "value": f"{WORK_MOUNT}/triton"},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        *({"name": k, "value": str(v)} for k, v in (ctx.engine.get("env") or {}).items()),
     ]
 
 
@@ -123,14 +123,14 @@ def _model_arg(ctx: RenderContext) -> str:
 
 
 def _server(ctx: RenderContext) -> dict[str, Any]:
-    vllm = ctx.images["vllm"]
+    vllm = ctx.engine
     mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT, "readOnly": ctx.cache == "s3"},
               {"name": "dshm", "mountPath": "/dev/shm"},
               {"name": "tmp", "mountPath": "/tmp"},
               {"name": "work", "mountPath": WORK_MOUNT},
               {"name": "hf-token", "mountPath": TOKEN_MOUNT, "readOnly": True}]
     return {
-        "name": "vllm", "image": ctx.image("vllm"), "imagePullPolicy": "IfNotPresent",
+        "name": "vllm", "image": ctx.image(ctx.engine_key), "imagePullPolicy": "IfNotPresent",
         "command": ["vllm", "serve"], "args": [_model_arg(ctx), *ctx.engine_args],
         "ports": [{"name": "http", "containerPort": int(vllm["port"]), "protocol": "TCP"}],
         "env": _env(ctx), "resources": _resources(ctx),
@@ -155,7 +155,7 @@ def _volumes(ctx: RenderContext, cache_volume: dict[str, Any]) -> list[dict[str,
 def pod_spec(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, Any]]],
               ) -> dict[str, Any]:
     cache_volume, init = cache
-    uid = int(ctx.images["vllm"]["user_id"])
+    uid = int(ctx.engine["user_id"])
     key, value = ctx.node_label
     spec: dict[str, Any] = {
         "serviceAccountName": ctx.name, "automountServiceAccountToken": False,
@@ -206,13 +206,13 @@ def deployment(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, A
 def service(ctx: RenderContext) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(ctx),
             "spec": {"type": "ClusterIP", "selector": dict(ctx.selector),
-                     "ports": [{"name": "http", "port": int(ctx.images["vllm"]["port"]),
+                     "ports": [{"name": "http", "port": int(ctx.engine["port"]),
                                 "targetPort": "http", "protocol": "TCP"}]}}
 
 
 def network_policy(ctx: RenderContext) -> dict[str, Any]:
     """Ingress to the server's port only; egress stays open (S3, the Hugging Face hub)."""
-    port = int(ctx.images["vllm"]["port"])
+    port = int(ctx.engine["port"])
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(ctx),
             "spec": {"podSelector": {"matchLabels": dict(ctx.selector)},
                      "policyTypes": ["Ingress"],
@@ -278,5 +278,5 @@ def service_monitor(ctx: RenderContext) -> dict[str, Any]:
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
             "metadata": _meta(ctx),
             "spec": {"selector": {"matchLabels": dict(ctx.selector)},
-                     "endpoints": [{"port": "http", "path": ctx.images["vllm"]["metrics_path"],
+                     "endpoints": [{"port": "http", "path": ctx.engine["metrics_path"],
                                     "interval": "15s"}]}}

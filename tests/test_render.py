@@ -558,12 +558,65 @@ def test_neuron_serving_uses_devices_and_cores() -> None:
     assert "Neuron device plugin" in dict(file_texts(manifests))["README.md"]
 
 
-def test_multi_node_replicas_are_refused() -> None:
+def _wide_plan() -> Plan:
+    """chat-llama-3.1-8b with PP=2 on one-GPU g6e.xlarge nodes: every replica spans 2 nodes
+    (no example's plan spans nodes; DeepSeek-V3 fits one p5en.48xlarge)."""
     plan = _plan("chat-llama-3.1-8b")
     assert plan.choice is not None
-    wide = dataclasses.replace(plan, choice=dataclasses.replace(plan.choice, pp=2))
-    with pytest.raises(RenderError, match="LeaderWorkerSet"):
-        _render("chat-llama-3.1-8b", plan=wide)
+    return dataclasses.replace(plan, choice=dataclasses.replace(plan.choice, pp=2))
+
+
+@pytest.mark.parametrize("autoscaler", ["hpa", "keda"])
+def test_multi_node_replicas_are_a_leader_worker_set(autoscaler: str) -> None:
+    options = RenderOptions(autoscaler="keda" if autoscaler == "keda" else "hpa")
+    manifests = _render("chat-llama-3.1-8b", options, plan=_wide_plan())
+    assert _check(manifests.objects) == ()
+    assert not any(o["kind"] == "Deployment" for o in manifests.objects)
+    lws = _find(manifests, "LeaderWorkerSet")
+    template = lws["spec"]["leaderWorkerTemplate"]
+    assert template["size"] == 2
+    leader = template["leaderTemplate"]["spec"]["containers"][0]
+    script = leader["args"][0]
+    assert script.startswith("ray start --head")
+    assert "--pipeline-parallel-size 2" in script
+    assert "--distributed-executor-backend ray" in script
+    assert "startupProbe" in leader
+    worker = template["workerTemplate"]["spec"]["containers"][0]
+    assert "LWS_LEADER_ADDRESS" in worker["args"][0]
+    assert worker["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    service = _find(manifests, "Service")
+    assert service["spec"]["selector"]["eksplain.io/role"] == "leader"
+    scaler = _find(manifests, "ScaledObject" if autoscaler == "keda" else
+                   "HorizontalPodAutoscaler")
+    assert scaler["spec"]["scaleTargetRef"]["kind"] == "LeaderWorkerSet"
+    # quota and node pool count both nodes of every replica at the maximum
+    top = int(scaler["spec"].get("maxReplicas") or scaler["spec"].get("maxReplicaCount"))
+    quota = _find(manifests, "ResourceQuota")["spec"]["hard"]["requests.nvidia.com/gpu"]
+    assert quota == str(2 * top)
+
+
+def test_leader_worker_set_worker_without_a_pool_and_a_small_pool_are_named() -> None:
+    objs = copy.deepcopy(list(_render("chat-llama-3.1-8b", plan=_wide_plan()).objects))
+    lws = _find(tuple(objs), "LeaderWorkerSet")
+    worker = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
+    worker["tolerations"] = []
+    findings = _check(tuple(objs))
+    assert _only(findings, "LeaderWorkerSet").field == (
+        "spec.leaderWorkerTemplate.workerTemplate.spec.nodeSelector")
+    objs = copy.deepcopy(list(_render("chat-llama-3.1-8b", plan=_wide_plan()).objects))
+    pool = _find(tuple(objs), "NodePool")
+    top = int(_find(tuple(objs), "HorizontalPodAutoscaler")["spec"]["maxReplicas"])
+    pool["spec"]["limits"]["nvidia.com/gpu"] = str(top)  # one node per replica: half
+    finding = _only(_check(tuple(objs)), "NodePool")
+    assert f"needs {2 * top} g6e.xlarge nodes" in finding.message
+
+
+def test_replicas_across_part_of_a_node_are_refused() -> None:
+    plan = _plan("rag-llama-3.1-70b-32k")  # p5.48xlarge, 8 GPUs a node
+    assert plan.choice is not None
+    odd = dataclasses.replace(plan, choice=dataclasses.replace(plan.choice, tp=4, pp=3))
+    with pytest.raises(RenderError, match="not whole nodes"):
+        _render("rag-llama-3.1-70b-32k", plan=odd)
 
 
 # --- writing files ----------------------------------------------------------------------------

@@ -51,11 +51,13 @@ def build(ctx: RenderContext, deadline_s: float | None = None) -> Manifests:
     if deadline_s is not None:
         return _build_batch(ctx, deadline_s)
     autoscaler = w.scaled_object(ctx) if ctx.options.autoscaler == "keda" else w.hpa(ctx)
+    server = (w.leader_worker_set(ctx, cache_volume(ctx)) if ctx.group_size > 1
+              else w.deployment(ctx, cache_volume(ctx)))
     files: list[tuple[str, list[dict[str, Any]]]] = [
         ("00-namespace.yaml", [w.namespace(ctx), w.resource_quota(ctx)]),
         ("10-nodes.yaml", [ec2_node_class(ctx), node_pool(ctx)]),
         ("20-model-cache.yaml", cache_objects(ctx)),
-        ("30-deployment.yaml", [w.service_account(ctx), w.deployment(ctx, cache_volume(ctx))]),
+        ("30-deployment.yaml", [w.service_account(ctx), server]),
         ("40-service.yaml", [w.service(ctx), w.network_policy(ctx)]),
         ("50-autoscaling.yaml", [autoscaler, w.disruption_budget(ctx)]),
         ("60-monitoring.yaml", [w.service_monitor(ctx)]),

@@ -170,8 +170,8 @@ def _max_replicas(objs: list[Obj], pt: PodTemplate) -> int:
     for scaler in kind_of(objs, "HorizontalPodAutoscaler") + kind_of(objs, "ScaledObject"):
         ref = scaler["spec"]["scaleTargetRef"]
         if ref["name"] == name and ref.get("kind", "Deployment") == pt.workload.get("kind"):
-            top = max(top, int(scaler["spec"].get("maxReplicas")
-                               or scaler["spec"].get("maxReplicaCount") or 0))
+            top = max(top, pt.per_replica * int(scaler["spec"].get("maxReplicas")
+                                                or scaler["spec"].get("maxReplicaCount") or 0))
     return top
 
 

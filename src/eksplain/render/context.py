@@ -39,6 +39,7 @@ STARTUP_MARGIN = 2.0
 PROBE_PERIOD_S = 10
 CACHES = ("s3", "fsx-lustre", "efs")  # model caches render builds (the plan's CACHE_OPTIONS)
 CACHE_HEADROOM = 1.1  # the model cache holds the weights plus tokenizer and config files
+ROLE_LABEL = "eksplain.io/role"  # leader or worker, in a replica that spans nodes
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class RenderContext:
     images: dict[str, Any]
     training: TrainingLayout | None = None  # set for training plans only
     engine_key: str = "vllm"  # the serving image's row in images.yaml: vllm or vllm_neuron
+    group_size: int = 1  # pods (one per node) per replica; above 1, a LeaderWorkerSet
 
     @property
     def engine(self) -> dict[str, Any]:
@@ -106,6 +108,20 @@ class RenderContext:
     @property
     def selector(self) -> dict[str, str]:
         return {"app.kubernetes.io/name": self.name}
+
+    @property
+    def workload_ref(self) -> tuple[str, str]:
+        """(apiVersion, kind) of the serving workload."""
+        if self.group_size > 1:
+            return "leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"
+        return "apps/v1", "Deployment"
+
+    @property
+    def server_selector(self) -> dict[str, str]:
+        """The pods that serve requests: every pod, or each group's leader."""
+        if self.group_size > 1:
+            return {**self.selector, ROLE_LABEL: "leader"}
+        return self.selector
 
     @property
     def node_label(self) -> tuple[str, str]:
@@ -146,10 +162,11 @@ def _check_hardware(spec: WorkloadSpec, choice: Candidate, acc: Accelerator,
                           f"{inst.name} ({acc.name}).",
                           hint="set engine: vllm, or restrict constraints.families to inf2, "
                                "trn1 ...")
-    if choice.tp * choice.pp > inst.accelerator_count:
-        raise RenderError(f"one replica spans {choice.tp * choice.pp // inst.accelerator_count} "
-                          f"nodes (TP={choice.tp} x PP={choice.pp} on {inst.name}); multi-node "
-                          "replicas (LeaderWorkerSet) are not supported yet.",
+    gpus = choice.tp * choice.pp
+    if gpus > inst.accelerator_count and (gpus % inst.accelerator_count or acc.is_neuron):
+        raise RenderError(f"one replica spans nodes (TP={choice.tp} x PP={choice.pp} on "
+                          f"{inst.name}) but not whole nodes, or on Neuron: only whole NVIDIA "
+                          "nodes per replica (a LeaderWorkerSet) are built.",
                           hint="allow a larger instance family or quantize so that one node "
                                "holds a replica")
 
@@ -225,8 +242,10 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
         raise RenderError(f"the plan's model cache {cache!r} cannot be rendered.",
                           hint="one of " + ", ".join(CACHES))
     gpus = choice.tp * choice.pp
+    group = max(1, gpus // inst.accelerator_count)  # nodes per replica (whole nodes)
+    gpus = min(gpus, inst.accelerator_count)  # per pod: one pod per node in a group
     per_node = inst.accelerator_count // gpus
-    shm = int(vllm["shm_gib_per_tp_rank"]) * choice.tp * GIB
+    shm = int(vllm["shm_gib_per_tp_rank"]) * min(choice.tp, gpus) * GIB
     cpu, memory = pod_size(inst, per_node, shm)
     startup_s = STARTUP_MARGIN * (float(cold.get("weight_load_s") or 0)
                                   + float(cold.get("engine_warmup_s") or 0))
@@ -236,15 +255,17 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
         options=options, instance=inst, accelerator=acc,
         capacity_type=spec.constraints.capacity_type,
         zones=tuple(sorted(spec.constraints.availability_zones)), gpus_per_pod=gpus,
-        pods_per_node=per_node, nodes_peak=choice.nodes,
+        pods_per_node=per_node,
+        nodes_peak=(group * int(scaling.get("max_replicas") or 1) if group > 1
+                    else choice.nodes),
         replicas_min=int(scaling.get("min_replicas") or 1),
         replicas_max=int(scaling.get("max_replicas") or 1), cpu_millicores=cpu,
         memory_bytes=memory, shm_bytes=shm, cache=cache,
-        cache_bytes=int(choice.detail("weights_bytes") or 0) * gpus,
+        cache_bytes=int(choice.detail("weights_bytes") or 0) * choice.tp * choice.pp,
         startup_failures=max(3, math.ceil(startup_s / PROBE_PERIOD_S)),
         engine_args=(_neuron_args(spec, model, choice, acc, vllm) if acc.is_neuron
                      else _engine_args(spec, model, choice, vllm)),
         scale_metric=str(scaling.get("metric") or SCALE_METRIC),
         scale_target=int(scaling.get("target_per_replica") or 1), images=images,
-        engine_key=engine_key,
+        engine_key=engine_key, group_size=group,
     )

@@ -52,6 +52,8 @@ _WHAT = {
     "PersistentVolumeClaim": "the model cache volume the pods mount",
     "ServiceAccount": "the pods' identity (associate it with an IAM role for S3 access)",
     "Deployment": "the vLLM server with the plan's parallelism, limits and probes",
+    "LeaderWorkerSet": "the vLLM server across nodes: per replica, a leader (the server, Ray's "
+                       "head) and workers that hold the other nodes' GPUs",
     "Service": "the server's stable address inside the cluster",
     "NetworkPolicy": "admits traffic to the server's port only",
     "HorizontalPodAutoscaler": "scales replicas on the requests each pod holds (running + "

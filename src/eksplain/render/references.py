@@ -48,6 +48,7 @@ class PodTemplate:
     template: Obj
     path: str  # the template's dotted path in the workload, e.g. spec.template
     pods: int
+    per_replica: int = 1  # its pods per replica of the workload (an autoscaler scales these)
 
     @property
     def spec(self) -> Obj:
@@ -66,6 +67,8 @@ def _templates_of(obj: Obj) -> Iterator[PodTemplate]:
         yield PodTemplate(obj, spec["template"], "spec.template", int(spec.get("replicas", 1)))
     elif kind == "Job":
         yield PodTemplate(obj, spec["template"], "spec.template", _job_pods(spec))
+    elif kind == "LeaderWorkerSet":
+        yield from _lws_templates(obj)
     elif kind == "JobSet":
         for i, rjob in enumerate(spec["replicatedJobs"]):
             job = rjob["template"]["spec"]
@@ -77,6 +80,23 @@ def _templates_of(obj: Obj) -> Iterator[PodTemplate]:
             yield PodTemplate(obj, replica["template"],
                               f"spec.pytorchReplicaSpecs.{role}.template",
                               int(replica.get("replicas", 1)))
+
+
+def _lws_templates(obj: Obj) -> Iterator[PodTemplate]:
+    """A LeaderWorkerSet's groups: one leader and size - 1 workers per replica (the worker
+    template is the leader's too when no leader template is given)."""
+    spec = obj["spec"]
+    lwt = spec["leaderWorkerTemplate"]
+    replicas, size = int(spec.get("replicas", 1)), int(lwt.get("size", 1))
+    base = "spec.leaderWorkerTemplate"
+    if "leaderTemplate" in lwt:
+        yield PodTemplate(obj, lwt["leaderTemplate"], f"{base}.leaderTemplate", replicas)
+        workers = size - 1
+    else:
+        workers = size
+    if workers:
+        yield PodTemplate(obj, lwt["workerTemplate"], f"{base}.workerTemplate",
+                          replicas * workers, workers)
 
 
 def pod_templates(objs: list[Obj]) -> Iterator[PodTemplate]:

@@ -6,15 +6,17 @@ Each builder returns one plain dict in the order ``kubectl get -o yaml`` shows i
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
-from eksplain.render.context import PROBE_PERIOD_S, RenderContext
+from eksplain.render.context import PROBE_PERIOD_S, ROLE_LABEL, RenderContext
 from eksplain.units import GIB, MIB
 
 __all__ = [
     "deployment",
     "disruption_budget",
     "hpa",
+    "leader_worker_set",
     "namespace",
     "network_policy",
     "pod_spec",
@@ -31,6 +33,7 @@ CACHE_MOUNT = "/models"
 # vLLM, torch.compile, Triton and the HF hub write here; the root file system is read-only.
 WORK_MOUNT = "/cache"
 TOKEN_MOUNT = "/var/run/secrets/huggingface"
+RAY_PORT = 6379  # Ray's default GCS port
 TMP_BYTES = 1 * GIB
 WORK_BYTES = 10 * GIB  # torch.compile and Triton kernel caches, vLLM's own cache
 
@@ -66,7 +69,7 @@ def namespace(ctx: RenderContext) -> dict[str, Any]:
 def resource_quota(ctx: RenderContext) -> dict[str, Any]:
     """GPUs for the autoscaler's maximum: rollouts replace pods without a surge (see the
     Deployment's strategy), so that is the most the namespace ever requests."""
-    gpus = ctx.replicas_max * ctx.gpus_per_pod
+    gpus = ctx.replicas_max * ctx.group_size * ctx.gpus_per_pod
     return {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": _meta(ctx, f"{ctx.name}-gpus"),
             "spec": {"hard": {f"requests.{ctx.accelerator.k8s_resource}": str(gpus)}}}
 
@@ -203,25 +206,80 @@ def deployment(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, A
     }
 
 
+def _ray_script(ctx: RenderContext, server: dict[str, Any]) -> str:
+    """The leader starts Ray's head and then vLLM across the group (Ray executor); vLLM's
+    multi-node guide: docs.vllm.ai .../serving/parallelism_scaling.html for the pinned version."""
+    serve = shlex.join([*server["command"], *server["args"],
+                        "--distributed-executor-backend", "ray"])
+    return f"ray start --head --port={RAY_PORT} {_object_store(ctx)} && exec {serve}"
+
+
+def _object_store(ctx: RenderContext) -> str:
+    """Ray's object store in half of /dev/shm: its default (30 % of memory) would not fit and
+    spill to /tmp; vLLM passes little through it."""
+    return f"--object-store-memory={ctx.shm_bytes // 2}"
+
+
+def leader_worker_set(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, Any]]],
+                      ) -> dict[str, Any]:
+    """One replica = one leader (the vLLM server, Ray head) and group_size - 1 workers (Ray
+    workers that join the leader at LWS_LEADER_ADDRESS); every pod holds a node's GPUs."""
+    leader, worker = pod_spec(ctx, cache), pod_spec(ctx, cache)
+    server = leader["containers"][0]
+    server["command"], server["args"] = ["bash", "-c"], [_ray_script(ctx, server)]
+    node = worker["containers"][0]
+    node["name"] = "ray-worker"
+    node["command"] = ["bash", "-c"]
+    node["args"] = [f'exec ray start --address="$LWS_LEADER_ADDRESS:{RAY_PORT}" '
+                    f"{_object_store(ctx)} --block"]
+    for key in ("startupProbe", "readinessProbe", "livenessProbe", "ports"):
+        node.pop(key)
+    def template(role: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {"labels": {**ctx.labels, ROLE_LABEL: role}}, "spec": spec}
+
+    return {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+        "metadata": _meta(ctx, annotations={"eksplain.io/model": ctx.model_id,
+                                            "eksplain.io/instance-type": ctx.instance.name}),
+        "spec": {
+            "replicas": ctx.replicas_min,
+            # the group starts, fails and restarts as one: a lost worker stops the server
+            "leaderWorkerTemplate": {"size": ctx.group_size,
+                                     "restartPolicy": "RecreateGroupOnPodRestart",
+                                     "leaderTemplate": template("leader", leader),
+                                     "workerTemplate": template("worker", worker)},
+            "startupPolicy": "LeaderReady",
+        },
+    }
+
+
 def service(ctx: RenderContext) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(ctx),
-            "spec": {"type": "ClusterIP", "selector": dict(ctx.selector),
+            "spec": {"type": "ClusterIP", "selector": dict(ctx.server_selector),
                      "ports": [{"name": "http", "port": int(ctx.engine["port"]),
                                 "targetPort": "http", "protocol": "TCP"}]}}
 
 
 def network_policy(ctx: RenderContext) -> dict[str, Any]:
-    """Ingress to the server's port only; egress stays open (S3, the Hugging Face hub)."""
+    """Ingress to the server's port only (and, in a replica that spans nodes, between its own
+    pods: Ray and NCCL); egress stays open (S3, the Hugging Face hub)."""
     port = int(ctx.engine["port"])
+    ingress: list[dict[str, Any]] = [{"ports": [{"protocol": "TCP", "port": port}]}]
+    if ctx.group_size > 1:
+        ingress.append({"from": [{"podSelector": {"matchLabels": dict(ctx.selector)}}]})
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(ctx),
             "spec": {"podSelector": {"matchLabels": dict(ctx.selector)},
-                     "policyTypes": ["Ingress"],
-                     "ingress": [{"ports": [{"protocol": "TCP", "port": port}]}]}}
+                     "policyTypes": ["Ingress"], "ingress": ingress}}
 
 
 def disruption_budget(ctx: RenderContext) -> dict[str, Any]:
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(ctx),
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(ctx.selector)}}}
+
+
+def _target(ctx: RenderContext) -> dict[str, Any]:
+    api_version, kind = ctx.workload_ref
+    return {"apiVersion": api_version, "kind": kind, "name": ctx.name}
 
 
 def _behavior() -> dict[str, Any]:
@@ -248,7 +306,7 @@ def hpa(ctx: RenderContext) -> dict[str, Any]:
     return {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": _meta(ctx),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ctx.name},
+            "scaleTargetRef": _target(ctx),
             "minReplicas": ctx.replicas_min, "maxReplicas": ctx.replicas_max,
             "metrics": [{"type": "Pods", "pods": {
                 "metric": {"name": adapter_metric(ctx)},
@@ -264,7 +322,7 @@ def scaled_object(ctx: RenderContext) -> dict[str, Any]:
     return {
         "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": _meta(ctx),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ctx.name},
+            "scaleTargetRef": _target(ctx),
             "minReplicaCount": ctx.replicas_min, "maxReplicaCount": ctx.replicas_max,
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior()}},
             "triggers": [{"type": "prometheus", "metricType": "AverageValue", "metadata": {

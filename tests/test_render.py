@@ -180,6 +180,53 @@ def test_batch_job_above_the_quota_and_pool_is_named() -> None:
     assert "needs 5 g6e.xlarge nodes" in _only(findings, "NodePool").message
 
 
+def _exposed(expose: str) -> Manifests:
+    spec = _spec("chat-llama-3.1-8b")
+    spec = spec.model_copy(update={"render": spec.render.model_copy(update={"expose": expose})})
+    return render_plan(spec, _plan("chat-llama-3.1-8b"), resolve_model(spec.model), _catalog(),
+                       RenderOptions())
+
+
+def test_nlb_exposure_is_an_internal_nlb_health_checked_on_health() -> None:
+    manifests = _exposed("nlb")
+    assert _check(manifests.objects) == ()
+    svc = _find(manifests, "Service")
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert svc["spec"]["loadBalancerClass"] == "service.k8s.aws/nlb"
+    notes = svc["metadata"]["annotations"]
+    prefix = "service.beta.kubernetes.io/aws-load-balancer-"
+    assert notes[f"{prefix}scheme"] == "internal"
+    assert notes[f"{prefix}healthcheck-path"] == "/health"
+    assert notes[f"{prefix}healthcheck-protocol"] == "http"
+    assert not any(o["kind"] == "Ingress" for o in manifests.objects)
+
+
+def test_alb_exposure_is_an_internal_ingress_to_the_service() -> None:
+    manifests = _exposed("alb")
+    assert _check(manifests.objects) == ()
+    ing = _find(manifests, "Ingress")
+    assert ing["spec"]["ingressClassName"] == "alb"
+    notes = ing["metadata"]["annotations"]
+    assert notes["alb.ingress.kubernetes.io/scheme"] == "internal"
+    assert notes["alb.ingress.kubernetes.io/healthcheck-path"] == "/health"
+    assert _find(manifests, "Service")["spec"]["type"] == "ClusterIP"
+    assert "Load Balancer Controller" in dict(file_texts(manifests))["README.md"]
+    assert "Ingress" not in {o["kind"] for o in _render("chat-llama-3.1-8b").objects}
+
+
+def test_ingress_to_a_missing_service_or_port_is_named() -> None:
+    objs = copy.deepcopy(list(_exposed("alb").objects))
+    backend = _find(tuple(objs), "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    backend["service"]["port"] = {"name": "grpc"}
+    finding = _only(_check(tuple(objs)), "Ingress")
+    assert finding.field == "spec.rules[0].http.paths[0].backend.service.port"
+    assert "no port" in finding.message
+    backend["service"]["name"] = "chat"
+    finding = _only(_check(tuple(objs)), "Ingress")
+    assert finding.field == "spec.rules[0].http.paths[0].backend.service.name"
+    assert "Service 'chat' is not in the render" in finding.message
+
+
 def _jobset(name: str) -> Manifests:
     spec = _spec(name)
     spec = spec.model_copy(update={"render": spec.render.model_copy(
@@ -344,6 +391,7 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
         pytest.fail("checkov is not installed: pip install -e '.[dev]'")
     renders = {f"{n}-hpa": _render(n) for n in SERVING}
     renders |= {n: _render(n) for n in (*TRAINING, BATCH)}
+    renders |= {f"chat-{e}": _exposed(e) for e in ("nlb", "alb")}
     renders["rag-keda"] = _render("rag-llama-3.1-70b-32k", RenderOptions(autoscaler="keda"))
     renders["chat-fsx"] = _render("chat-llama-3.1-8b",
                                   plan=_with_cache("chat-llama-3.1-8b", "fsx-lustre"))

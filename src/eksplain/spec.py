@@ -123,6 +123,10 @@ class RenderChoices(_Strict):
     training_launcher: Literal["pytorchjob", "jobset"] = Field(
         default="pytorchjob", description="training: a Kubeflow PyTorchJob (needs the training "
         "operator) or a JobSet (needs the JobSet controller)")
+    expose: Literal["none", "nlb", "alb"] = Field(
+        default="none", description="serving: reach the server from outside the cluster through "
+        "the AWS Load Balancer Controller, an internal NLB (Service) or ALB (Ingress); none "
+        "keeps a ClusterIP Service")
 
 
 class WorkloadSpec(_Strict):

@@ -22,6 +22,7 @@ from eksplain.render import training as t
 from eksplain.render import workload as w
 from eksplain.render.cache import cache_objects, cache_volume
 from eksplain.render.context import RenderContext, RenderOptions, serving_context
+from eksplain.render.exposure import ingress
 from eksplain.render.karpenter import ec2_node_class, node_pool
 from eksplain.render.training import TRAINING_TASKS, training_context
 from eksplain.search import Plan
@@ -58,7 +59,8 @@ def build(ctx: RenderContext, deadline_s: float | None = None) -> Manifests:
         ("10-nodes.yaml", [ec2_node_class(ctx), node_pool(ctx)]),
         ("20-model-cache.yaml", cache_objects(ctx)),
         ("30-deployment.yaml", [w.service_account(ctx), server]),
-        ("40-service.yaml", [w.service(ctx), w.network_policy(ctx)]),
+        ("40-service.yaml", [w.service(ctx), *([ingress(ctx)] if ctx.expose == "alb" else []),
+                             w.network_policy(ctx)]),
         ("50-autoscaling.yaml", [autoscaler, w.disruption_budget(ctx)]),
         ("60-monitoring.yaml", [w.service_monitor(ctx)]),
     ]

@@ -89,6 +89,7 @@ class RenderContext:
     training: TrainingLayout | None = None  # set for training plans only
     engine_key: str = "vllm"  # the serving image's row in images.yaml: vllm or vllm_neuron
     group_size: int = 1  # pods (one per node) per replica; above 1, a LeaderWorkerSet
+    expose: str = "none"  # none | nlb | alb (spec render.expose)
 
     @property
     def engine(self) -> dict[str, Any]:
@@ -267,5 +268,5 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
                      else _engine_args(spec, model, choice, vllm)),
         scale_metric=str(scaling.get("metric") or SCALE_METRIC),
         scale_target=int(scaling.get("target_per_replica") or 1), images=images,
-        engine_key=engine_key, group_size=group,
+        engine_key=engine_key, group_size=group, expose=spec.render.expose,
     )

@@ -55,6 +55,8 @@ _WHAT = {
     "LeaderWorkerSet": "the vLLM server across nodes: per replica, a leader (the server, Ray's "
                        "head) and workers that hold the other nodes' GPUs",
     "Service": "the server's stable address inside the cluster",
+    "Ingress": "an internal ALB in front of the Service, health-checked on the engine's "
+               "health path",
     "NetworkPolicy": "admits traffic to the server's port only",
     "HorizontalPodAutoscaler": "scales replicas on the requests each pod holds (running + "
                                "waiting)",
@@ -194,7 +196,9 @@ def _readme(manifests: Manifests) -> str:
              "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
              f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1, "
              "KEDA v2 and the Prometheus operator, and each other.", "",
-             *_objects(manifests, _WHAT)]
+             *_objects(manifests, _WHAT if ctx.expose != "nlb" else {
+                 **_WHAT, "Service": "the server's address: an internal NLB, health-checked on "
+                                     "the engine's health path"})]
     lines += ["", "## Before you apply", "",
               f"- the cluster runs Karpenter v1, the {_plugin(ctx)} device plugin and the "
               "Prometheus operator" + (", and KEDA" if ctx.options.autoscaler == "keda" else
@@ -213,6 +217,9 @@ def _readme(manifests: Manifests) -> str:
         lines.append("- the cache seeded with the model before the first rollout: the startup "
                      "probe allows the plan's cold start from the cache, not a download from "
                      "the Hugging Face hub")
+    if ctx.expose != "none":
+        lines.append("- the AWS Load Balancer Controller (v2.5 or later), and private subnets "
+                     "tagged `kubernetes.io/role/internal-elb: 1`")
     if ctx.accelerator.is_neuron:
         lines.append("- the model compiled for Neuron ahead of the first rollout (NxD Inference "
                      "compiles for the `--max-model-len` and `--max-num-seqs` in "

@@ -199,6 +199,34 @@ def _check_targets(objs: list[Obj]) -> Iterator[Finding]:
                           "at the rendered workload")
 
 
+def _ingress_backends(ingress: Obj) -> Iterator[tuple[str, Obj]]:
+    for i, rule in enumerate(ingress["spec"].get("rules", [])):
+        for j, path in enumerate((rule.get("http") or {}).get("paths", [])):
+            service = path["backend"].get("service")
+            if service:
+                yield f"spec.rules[{i}].http.paths[{j}].backend.service", service
+
+
+def _check_ingresses(objs: list[Obj]) -> Iterator[Finding]:
+    """An Ingress backend names a rendered Service and one of its ports (by name or number)."""
+    for ing in kind_of(objs, "Ingress"):
+        for field, backend in _ingress_backends(ing):
+            services = [s for s in kind_of(objs, "Service") if namespace_of(s) == namespace_of(ing)
+                        and s["metadata"]["name"] == backend["name"]]
+            if not services:
+                yield Finding(object_ref(ing), f"{field}.name",
+                              f"Service {backend['name']!r} is not in the render: the load "
+                              "balancer would have no targets; fix the name")
+                continue
+            port = backend.get("port") or {}
+            ports = services[0]["spec"]["ports"]
+            if not any(p.get("name") == port.get("name") if "name" in port
+                       else p.get("port") == port.get("number") for p in ports):
+                yield Finding(object_ref(ing), f"{field}.port",
+                              f"Service {backend['name']!r} has no port {port}: use one of "
+                              f"{sorted(str(p.get('name') or p['port']) for p in ports)}")
+
+
 def _check_monitors(objs: list[Obj]) -> Iterator[Finding]:
     for monitor in kind_of(objs, "ServiceMonitor"):
         selector = monitor["spec"]["selector"].get("matchLabels") or {}
@@ -216,7 +244,8 @@ def _check_monitors(objs: list[Obj]) -> Iterator[Finding]:
 
 
 def check_selectors(objs: list[Obj]) -> list[Finding]:
-    found: list[Finding] = [*_check_targets(objs), *_check_monitors(objs)]
+    found: list[Finding] = [*_check_targets(objs), *_check_monitors(objs),
+                            *_check_ingresses(objs)]
     for obj in objs:
         for field, selector in _selector_paths(obj):
             if not any(_selects(selector, labels)

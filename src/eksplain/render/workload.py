@@ -10,6 +10,7 @@ import shlex
 from typing import Any
 
 from eksplain.render.context import PROBE_PERIOD_S, ROLE_LABEL, RenderContext
+from eksplain.render.exposure import nlb_service_fields
 from eksplain.units import GIB, MIB
 
 __all__ = [
@@ -254,8 +255,13 @@ def leader_worker_set(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict
 
 
 def service(ctx: RenderContext) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(ctx),
-            "spec": {"type": "ClusterIP", "selector": dict(ctx.server_selector),
+    """ClusterIP, or an internal NLB when the spec exposes the server through one."""
+    meta, spec = _meta(ctx), {"type": "ClusterIP"}
+    if ctx.expose == "nlb":
+        annotations, spec = nlb_service_fields(ctx)
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": {**spec, "selector": dict(ctx.server_selector),
                      "ports": [{"name": "http", "port": int(ctx.engine["port"]),
                                 "targetPort": "http", "protocol": "TCP"}]}}
 

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,6 +26,7 @@ from eksplain.hardware import HardwareCatalog, Offering, load_catalog
 from eksplain.render import Manifests, RenderOptions, render_plan
 from eksplain.render.check import Finding, check_objects
 from eksplain.render.output import file_texts, write_files
+from eksplain.render.references import pod_templates
 from eksplain.search import Plan
 from eksplain.spec import WorkloadSpec
 
@@ -383,9 +385,28 @@ def test_golden_files(name: str, autoscaler: str) -> None:
         assert (folder / file_name).read_text(encoding="utf-8") == text, file_name
 
 
+def _pods_of_custom_workloads(manifests: Manifests) -> list[dict[str, Any]]:
+    """checkov does not read PyTorchJobs, JobSets or LeaderWorkerSets: their pod templates as
+    Pods, with the templates' labels and annotations, so that its pod checks see them."""
+    pods = []
+    for pt in pod_templates(list(manifests.objects)):
+        if pt.workload["kind"] in ("Deployment", "Job"):
+            continue
+        role = next(p for p in reversed(pt.path.split(".")) if p not in ("template", "spec"))
+        role = re.sub(r"[^a-z0-9]+", "-", role.lower()).strip("-")
+        meta = pt.template["metadata"]
+        pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": f"{pt.workload['metadata']['name']}-{role}",
+            "namespace": pt.workload["metadata"]["namespace"],
+            "labels": dict(meta.get("labels") or {}),
+            "annotations": dict(meta.get("annotations") or {})}, "spec": pt.spec})
+    return pods
+
+
 def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
-    """checkov's Kubernetes checks on every serving example (HPA and KEDA, and a shared model
-    cache): no failure; the skips are annotated on the Deployment with their reasons."""
+    """checkov's Kubernetes checks on every example (HPA and KEDA, a shared model cache, NLB and
+    ALB exposure, a LeaderWorkerSet, a JobSet), with the pods of custom workloads scanned as
+    Pods: no failure; every skip is annotated on its object with the reason."""
     checkov = shutil.which("checkov")
     if checkov is None:
         pytest.fail("checkov is not installed: pip install -e '.[dev]'")
@@ -395,17 +416,27 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     renders["rag-keda"] = _render("rag-llama-3.1-70b-32k", RenderOptions(autoscaler="keda"))
     renders["chat-fsx"] = _render("chat-llama-3.1-8b",
                                   plan=_with_cache("chat-llama-3.1-8b", "fsx-lustre"))
+    renders["chat-lws"] = _render("chat-llama-3.1-8b", plan=_wide_plan())
+    renders["pretrain-jobset"] = _jobset("pretrain-7b-1t")
+    pods = 0
     for label, manifests in renders.items():
         write_files(file_texts(manifests), tmp_path / label, force=False)
+        scanned = _pods_of_custom_workloads(manifests)
+        pods += len(scanned)
+        (tmp_path / label / "pods.yaml").write_text(yaml.safe_dump_all(scanned))
     result = subprocess.run(
         [checkov, "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download",
          "--quiet", "-o", "json"], capture_output=True, text=True, check=False, timeout=120)
     summary = json.loads(result.stdout)["summary"]
     assert summary["failed"] == 0, result.stdout[-3000:]
     assert summary["passed"] > 0
-    # CKV_K8S_43 and CKV_K8S_15, with reasons, on each Deployment (checkov does not look into
-    # the pod templates of a PyTorchJob)
-    assert summary["skipped"] == 2 * (len(renders) - len(TRAINING))
+    # CKV_K8S_43 and CKV_K8S_15, with reasons, on each Deployment and Job and on each pod of a
+    # custom workload; the probe checks, with reasons, on training pods and Ray workers
+    probe_less = sum(1 for m in renders.values() for p in _pods_of_custom_workloads(m)
+                     if "checkov.io/skip3" in p["metadata"]["annotations"])
+    core = sum(1 for m in renders.values() for o in m.objects if o["kind"] in ("Deployment",
+                                                                                 "Job"))
+    assert summary["skipped"] == 2 * (core + pods) + 2 * probe_less
 
 
 # --- the checker names each class of inconsistency --------------------------------------------

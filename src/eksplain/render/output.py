@@ -150,6 +150,8 @@ def _training_readme(manifests: Manifests, t: TrainingLayout) -> str:
     if t.efa_per_pod:
         lines.append("- a security group that allows all traffic between the nodes (EFA "
                      "requires it) and a capacity reservation or placement in one zone")
+        lines.append("- containerd's locked-memory limit unlimited (the EKS AMIs set it): EFA "
+                     "pins memory, and the pods run without extra capabilities")
     return "\n".join(lines) + "\n"
 
 

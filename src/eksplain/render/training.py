@@ -25,11 +25,13 @@ from eksplain.estimate import EstimateRequest, run_estimate
 from eksplain.hardware import Accelerator, HardwareCatalog, InstanceType, find_instance
 from eksplain.render.context import RenderContext, RenderOptions, pod_size, short_name
 from eksplain.render.workload import (
+    SCANNER_SKIPS,
     TMP_BYTES,
     TOKEN_MOUNT,
     WORK_BYTES,
     WORK_MOUNT,
     cpu_quantity,
+    probe_skips,
     quantity,
     security,
 )
@@ -280,9 +282,13 @@ def _pod_spec(ctx: RenderContext) -> dict[str, Any]:
 
 def _template(ctx: RenderContext) -> dict[str, Any]:
     # Karpenter does not consolidate, drift or expire a node that runs this pod: a
-    # voluntary disruption would cost the work since the last checkpoint.
+    # voluntary disruption would cost the work since the last checkpoint. checkov does not
+    # read PyTorchJobs or JobSets; its skips are for a scan of the pods.
+    skips = {**SCANNER_SKIPS, **probe_skips(
+        "torchrun serves no endpoint; a failed pod is restarted and the job resumes from its "
+        "last checkpoint")}
     return {"metadata": {"labels": dict(ctx.labels),
-                         "annotations": {"karpenter.sh/do-not-disrupt": "true"}},
+                         "annotations": {"karpenter.sh/do-not-disrupt": "true", **skips}},
             "spec": _pod_spec(ctx)}
 
 

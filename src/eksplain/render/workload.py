@@ -21,6 +21,7 @@ __all__ = [
     "namespace",
     "network_policy",
     "pod_spec",
+    "probe_skips",
     "quantity",
     "resource_quota",
     "scaled_object",
@@ -46,6 +47,13 @@ SCANNER_SKIPS = {
     "checkov.io/skip2": "CKV_K8S_15=the tag is pinned, so IfNotPresent runs the same image "
                         "without asking the registry again for a 10-20 GB image on every start",
 }
+
+
+
+
+def probe_skips(reason: str) -> dict[str, str]:
+    """checkov's probe checks skipped, with the reason, for a pod that serves no endpoint."""
+    return {"checkov.io/skip3": f"CKV_K8S_8={reason}", "checkov.io/skip4": f"CKV_K8S_9={reason}"}
 
 
 def quantity(num_bytes: int) -> str:
@@ -235,8 +243,14 @@ def leader_worker_set(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict
                     f"{_object_store(ctx)} --block"]
     for key in ("startupProbe", "readinessProbe", "livenessProbe", "ports"):
         node.pop(key)
-    def template(role: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return {"metadata": {"labels": {**ctx.labels, ROLE_LABEL: role}}, "spec": spec}
+    def template(role: str, spec: dict[str, Any], skips: dict[str, str]) -> dict[str, Any]:
+        # checkov does not read a LeaderWorkerSet; the skips are for a scan of its pods
+        return {"metadata": {"labels": {**ctx.labels, ROLE_LABEL: role}, "annotations": skips},
+                "spec": spec}
+
+    worker_skips = {**SCANNER_SKIPS, **probe_skips(
+        "a Ray worker serves no endpoint; the leader's probes cover the replica, and the group "
+        "is recreated when any of its pods restarts")}
 
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
@@ -247,8 +261,10 @@ def leader_worker_set(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict
             # the group starts, fails and restarts as one: a lost worker stops the server
             "leaderWorkerTemplate": {"size": ctx.group_size,
                                      "restartPolicy": "RecreateGroupOnPodRestart",
-                                     "leaderTemplate": template("leader", leader),
-                                     "workerTemplate": template("worker", worker)},
+                                     "leaderTemplate": template("leader", leader,
+                                                                dict(SCANNER_SKIPS)),
+                                     "workerTemplate": template("worker", worker,
+                                                                worker_skips)},
             "startupPolicy": "LeaderReady",
         },
     }

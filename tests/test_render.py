@@ -289,6 +289,20 @@ def test_single_node_and_trainium_training() -> None:
         "requests.aws.amazon.com/neuron": "16"}
 
 
+def test_multi_node_trainium_uses_efa() -> None:
+    """finetune-trainium on two trn1.32xlarge: all 8 EFA interfaces per pod, RDMA reads on."""
+    plan = _plan("finetune-trainium")
+    assert plan.choice is not None
+    two = dataclasses.replace(plan, choice=dataclasses.replace(plan.choice, nodes=2, dp=32,
+                                                               devices=32))
+    manifests = _render("finetune-trainium", plan=two)
+    assert _check(manifests.objects) == ()
+    worker = _job_pod(manifests, "Worker")["containers"][0]
+    assert worker["resources"]["requests"]["vpc.amazonaws.com/efa"] == "8"
+    assert _env(worker)["FI_EFA_USE_DEVICE_RDMA"] == "1"
+    assert _find(manifests, "NodePool")["spec"]["limits"] == {"aws.amazon.com/neuron": "32"}
+
+
 def test_training_storage_other_than_fsx_is_refused() -> None:
     spec = _spec("lora-llama-3.1-8b").model_copy(update={"storage": "s3"})
     with pytest.raises(RenderError, match="FSx for Lustre"):

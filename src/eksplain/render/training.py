@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from eksplain.catalog import Model
 from eksplain.datafiles import read_yaml
@@ -43,6 +43,7 @@ __all__ = ["TRAINING_TASKS", "TrainingLayout", "fsx_objects", "job_set", "networ
            "pytorch_job", "storage_objects", "training_context", "training_job"]
 
 TRAINING_TASKS = ("fine-tuning", "pre-training")
+Recompute = Literal["none", "selective", "full"]
 TRAIN_MOUNT = "/mnt/train"  # the FSx volume: data/, checkpoints/, hf/
 # FSx for Lustre SSD capacity for PERSISTENT_2: 1200 GiB, 2400 GiB, then increments of 2400 GiB
 # (Amazon FSx API reference, CreateFileSystem StorageCapacity).
@@ -63,7 +64,7 @@ class TrainingLayout:
     dp: int
     fsdp: str
     micro_batch: int
-    recompute: str
+    recompute: Recompute
     seq_len: int
     checkpoint_interval_s: int
     storage_bytes: int  # the FSx file system: two checkpoints, rounded to a valid capacity
@@ -95,9 +96,11 @@ def _checkpoint_storage_bytes(spec: WorkloadSpec, choice: Candidate,
     return run_estimate(req, catalog, limits=False).storage.stored_bytes
 
 
-def _recompute(choice: Candidate) -> Any:
-    value = str(choice.detail("recompute") or "none")
-    return value if value in ("none", "selective", "full") else "none"
+def _recompute(choice: Candidate) -> Recompute:
+    value = choice.detail("recompute")
+    if value == "selective":
+        return "selective"
+    return "full" if value == "full" else "none"
 
 
 def _layout(spec: WorkloadSpec, choice: Candidate, inst: InstanceType, acc: Accelerator,

@@ -686,6 +686,7 @@ def test_multi_node_replicas_are_a_leader_worker_set(autoscaler: str) -> None:
     top = int(scaler["spec"].get("maxReplicas") or scaler["spec"].get("maxReplicaCount"))
     quota = _find(manifests, "ResourceQuota")["spec"]["hard"]["requests.nvidia.com/gpu"]
     assert quota == str(2 * top)
+    assert "LeaderWorkerSet controller" in dict(file_texts(manifests))["README.md"]
 
 
 def test_leader_worker_set_worker_without_a_pool_and_a_small_pool_are_named() -> None:

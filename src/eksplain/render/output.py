@@ -197,7 +197,8 @@ def _readme(manifests: Manifests) -> str:
     lines = [f"# {ctx.model_id} on {ctx.instance.name}", "",
              "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
              f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1, "
-             "KEDA v2 and the Prometheus operator, and each other.", "",
+             + ("LeaderWorkerSet v1, " if ctx.group_size > 1 else "")
+             + "KEDA v2 and the Prometheus operator, and each other.", "",
              *_objects(manifests, _WHAT if ctx.expose != "nlb" else {
                  **_WHAT, "Service": "the server's address: an internal NLB, health-checked on "
                                      "the engine's health path"})]
@@ -219,6 +220,9 @@ def _readme(manifests: Manifests) -> str:
         lines.append("- the cache seeded with the model before the first rollout: the startup "
                      "probe allows the plan's cold start from the cache, not a download from "
                      "the Hugging Face hub")
+    if ctx.group_size > 1:
+        lines.append("- the LeaderWorkerSet controller (leaderworkerset.x-k8s.io/v1); Ray runs "
+                     "inside the pods (the vLLM image ships it), no KubeRay operator is needed")
     if ctx.expose != "none":
         lines.append("- the AWS Load Balancer Controller (v2.5 or later), and private subnets "
                      "tagged `kubernetes.io/role/internal-elb: 1`")

@@ -246,8 +246,9 @@ def _container(ctx: RenderContext) -> dict[str, Any]:
         # The training operator finds the container by this name.
         "name": "pytorch", "image": ctx.image(t.image_key), "imagePullPolicy": "IfNotPresent",
         "command": ["torchrun"], "args": _torchrun_args(ctx),
-        "ports": [{"name": "rendezvous", "containerPort": int(row["master_port"]),
-                   "protocol": "TCP"}],
+        # The training operator's defaulting adds a port of this name when none has it.
+        "ports": [{"name": "pytorchjob-port" if t.launcher == "pytorchjob" else "rendezvous",
+                   "containerPort": int(row["master_port"]), "protocol": "TCP"}],
         "env": _rank_env(ctx) + _env(ctx), "resources": _resources(ctx),
         "securityContext": security(),
         "volumeMounts": [{"name": "train", "mountPath": TRAIN_MOUNT},

@@ -117,6 +117,18 @@ class Constraints(_Strict):
     availability_zones: list[str] = Field(default_factory=list)
 
 
+class RenderChoices(_Strict):
+    """How ``eksplain render`` builds the plan's objects; no effect on the plan itself."""
+
+    training_launcher: Literal["pytorchjob", "jobset"] = Field(
+        default="pytorchjob", description="training: a Kubeflow PyTorchJob (needs the training "
+        "operator) or a JobSet (needs the JobSet controller)")
+    expose: Literal["none", "nlb", "alb"] = Field(
+        default="none", description="serving: reach the server from outside the cluster through "
+        "the AWS Load Balancer Controller, an internal NLB (Service) or ALB (Ingress); none "
+        "keeps a ClusterIP Service")
+
+
 class WorkloadSpec(_Strict):
     """What to run (model, task, data, traffic) and what it must achieve (SLOs, constraints)."""
 
@@ -133,6 +145,7 @@ class WorkloadSpec(_Strict):
     engine: Literal["vllm", "sglang", "trtllm", "hf", "neuron"] = "vllm"
     storage: Literal["fsx-lustre", "s3", "efs", "ebs-gp3", "ebs-io2", "instance-nvme"] = (
         "fsx-lustre")
+    render: RenderChoices = Field(default_factory=RenderChoices)
 
     @property
     def serving(self) -> bool:

@@ -207,7 +207,8 @@ def plan(
 
 @app.command()
 def render(
-    spec: Annotated[Path, typer.Argument(help="Workload spec (YAML) of a serving workload.")],
+    spec: Annotated[Path, typer.Argument(
+        help="Workload spec (YAML) of a serving or training workload.")],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Directory to write the manifests to.")] = None,
     stdout: Annotated[bool, typer.Option(
@@ -227,8 +228,8 @@ def render(
         help="Secret holding HF_TOKEN (you create it).")] = "hf-token",
     price_file: Annotated[Path | None, typer.Option(help="CSV of your own prices.")] = None,
 ) -> None:
-    """Kubernetes manifests for a serving plan: one YAML file per concern, kustomization.yaml
-    and a README, validated offline with --check."""
+    """Kubernetes manifests for a serving or training plan: one YAML file per concern,
+    kustomization.yaml and a README, validated offline with --check."""
 
     def call() -> api.Rendered:
         if (output is None) == (not stdout):

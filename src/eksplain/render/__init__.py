@@ -1,7 +1,8 @@
-"""The render use case: from a serving plan to Kubernetes objects, grouped one file per concern.
+"""The render use case: from a plan to Kubernetes objects, grouped one file per concern.
 
-    serving_context   the plan in Kubernetes terms (refuses what is not built yet)
-    build             objects per file, as plain dicts (workload, cache, karpenter builders)
+    serving_context   a serving plan in Kubernetes terms (refuses what is not built yet)
+    training_context  a training plan in Kubernetes terms (training module)
+    build             objects per file, as plain dicts (workload, cache, karpenter, training)
     output            deterministic YAML, kustomization.yaml, README.md, writing a directory
     check             schema validation (core kinds and CRDs) and cross-object checks
 
@@ -16,14 +17,20 @@ from typing import Any
 
 from eksplain.catalog import Model
 from eksplain.hardware import HardwareCatalog
+from eksplain.render import batch
+from eksplain.render import training as t
 from eksplain.render import workload as w
 from eksplain.render.cache import cache_objects, cache_volume
 from eksplain.render.context import RenderContext, RenderOptions, serving_context
+from eksplain.render.exposure import ingress
 from eksplain.render.karpenter import ec2_node_class, node_pool
+from eksplain.render.training import TRAINING_TASKS, training_context
 from eksplain.search import Plan
 from eksplain.spec import WorkloadSpec
 
 __all__ = ["Manifests", "RenderOptions", "build", "render_plan"]
+
+BATCH_DEFAULT_DEADLINE_S = 3600.0  # the serving search's own default for a batch without one
 
 
 @dataclass(frozen=True)
@@ -38,21 +45,64 @@ class Manifests:
         return tuple(obj for _, objs in self.files for obj in objs)
 
 
-def build(ctx: RenderContext) -> Manifests:
+def build(ctx: RenderContext, deadline_s: float | None = None) -> Manifests:
+    """The objects of a context: training, a batch Job (``deadline_s`` given) or serving."""
+    if ctx.training is not None:
+        return _build_training(ctx)
+    if deadline_s is not None:
+        return _build_batch(ctx, deadline_s)
     autoscaler = w.scaled_object(ctx) if ctx.options.autoscaler == "keda" else w.hpa(ctx)
+    server = (w.leader_worker_set(ctx, cache_volume(ctx)) if ctx.group_size > 1
+              else w.deployment(ctx, cache_volume(ctx)))
     files: list[tuple[str, list[dict[str, Any]]]] = [
         ("00-namespace.yaml", [w.namespace(ctx), w.resource_quota(ctx)]),
         ("10-nodes.yaml", [ec2_node_class(ctx), node_pool(ctx)]),
         ("20-model-cache.yaml", cache_objects(ctx)),
-        ("30-deployment.yaml", [w.service_account(ctx), w.deployment(ctx, cache_volume(ctx))]),
-        ("40-service.yaml", [w.service(ctx), w.network_policy(ctx)]),
+        ("30-deployment.yaml", [w.service_account(ctx), server]),
+        ("40-service.yaml", [w.service(ctx), *([ingress(ctx)] if ctx.expose == "alb" else []),
+                             w.network_policy(ctx)]),
         ("50-autoscaling.yaml", [autoscaler, w.disruption_budget(ctx)]),
         ("60-monitoring.yaml", [w.service_monitor(ctx)]),
     ]
     return Manifests(tuple((name, tuple(objs)) for name, objs in files if objs), ctx)
 
 
+def _build_training(ctx: RenderContext) -> Manifests:
+    files: list[tuple[str, list[dict[str, Any]]]] = [
+        ("00-namespace.yaml", [w.namespace(ctx), w.resource_quota(ctx)]),
+        ("10-nodes.yaml", [ec2_node_class(ctx), node_pool(ctx)]),
+        ("20-storage.yaml", t.storage_objects(ctx)),
+        ("30-training-job.yaml", [w.service_account(ctx), t.training_job(ctx)]),
+        ("40-network.yaml", [t.network_policy(ctx)]),
+    ]
+    return Manifests(tuple((name, tuple(objs)) for name, objs in files), ctx)
+
+
+def _build_batch(ctx: RenderContext, deadline_s: float) -> Manifests:
+    files: list[tuple[str, list[dict[str, Any]]]] = [
+        ("00-namespace.yaml", [w.namespace(ctx), w.resource_quota(ctx)]),
+        ("10-nodes.yaml", [ec2_node_class(ctx), node_pool(ctx)]),
+        ("20-storage.yaml", [*cache_objects(ctx), *batch.data_objects(ctx)]),
+        ("30-batch-job.yaml", [w.service_account(ctx),
+                               batch.batch_job(ctx, cache_volume(ctx), deadline_s)]),
+        ("40-network.yaml", [batch.network_policy(ctx)]),
+    ]
+    return Manifests(tuple((name, tuple(objs)) for name, objs in files), ctx)
+
+
 def render_plan(spec: WorkloadSpec, plan: Plan, model: Model, catalog: HardwareCatalog,
                 options: RenderOptions) -> Manifests:
-    """The manifests of a serving plan; ``RenderError`` for what render does not build yet."""
-    return build(serving_context(spec, plan, model, catalog, options))
+    """The manifests of a plan; ``RenderError`` for what render does not build yet."""
+    if spec.task in TRAINING_TASKS:
+        return build(training_context(spec, plan, model, catalog, options))
+    ctx = serving_context(spec, plan, model, catalog, options)
+    if spec.task == "batch-inference":
+        return build(ctx, _deadline_s(spec, plan))
+    return build(ctx)
+
+
+def _deadline_s(spec: WorkloadSpec, plan: Plan) -> float:
+    """The spec's deadline, else the one the plan assumed."""
+    choice = plan.choice
+    assumed = choice.detail("deadline_s") if choice is not None else None
+    return float(spec.slo.deadline or assumed or 0) or BATCH_DEFAULT_DEADLINE_S

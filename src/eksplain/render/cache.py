@@ -72,8 +72,8 @@ def _storage_class(ctx: RenderContext) -> dict[str, Any]:
     else:
         provisioner = "efs.csi.aws.com"
         params = {"provisioningMode": "efs-ap", "fileSystemId": o.efs_file_system_id,
-                  "directoryPerms": "700", "uid": str(ctx.images["vllm"]["user_id"]),
-                  "gid": str(ctx.images["vllm"]["user_id"])}
+                  "directoryPerms": "700", "uid": str(ctx.engine["user_id"]),
+                  "gid": str(ctx.engine["user_id"])}
     return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
             "metadata": {"name": f"{ctx.name}-{ctx.cache}", "labels": dict(ctx.labels)},
             "provisioner": provisioner, "parameters": params,

@@ -3,8 +3,11 @@
     nodes        every pod's nodeSelector is provided by an emitted NodePool (its template
                  labels or single-valued In requirements), the pod tolerates its taints, and
                  the NodePool's limits leave room for the nodes the maximum replicas need
-    capacity     a pod's requests fit the allocatable of the NodePool's instance type
+    capacity     a pod's requests (EFA interfaces included) fit the allocatable of the
+                 NodePool's instance type
     quota        the namespace's ResourceQuota covers the most the autoscaler asks for
+    launchers    a PyTorchJob starts one torchrun process per GPU its pods request; torchrun
+                 under a JobSet points at the JobSet's first pod
     references   PVC, StorageClass, Secret, ConfigMap and ServiceAccount names resolve
     scaling      HPA / KEDA targets and PDB / Service / NetworkPolicy / ServiceMonitor selectors
                  match the pods, and named ports exist
@@ -20,6 +23,7 @@ from typing import Any
 
 from eksplain.hardware import HardwareCatalog, InstanceType, Resources
 from eksplain.render.references import (
+    PodTemplate,
     check_references,
     check_selectors,
     kind_of,
@@ -32,12 +36,6 @@ from eksplain.render.schemas import Finding, object_ref
 __all__ = ["check_consistency", "pod_requests"]
 
 Obj = dict[str, Any]
-
-
-def _pods(objs: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
-    """(workload, its pod spec) for each pod template."""
-    for workload, template in pod_templates(objs):
-        yield workload, template["spec"]
 
 
 def _amount(name: str, value: object) -> int:
@@ -90,17 +88,22 @@ def _pool_for(pod: Obj, pools: list[Obj]) -> Obj | None:
 
 def _check_nodes(objs: list[Obj], catalog: HardwareCatalog) -> Iterator[Finding]:
     pools = kind_of(objs, "NodePool")
-    for workload, pod in _pods(objs):
-        pool = _pool_for(pod, pools)
+    placed: dict[tuple[str, str], list[PodTemplate]] = {}
+    for pt in pod_templates(objs):
+        pool = _pool_for(pt.spec, pools)
         if pool is None:
-            yield Finding(object_ref(workload), "spec.template.spec.nodeSelector",
-                          f"no NodePool in the render provides {pod.get('nodeSelector') or {}} "
+            yield Finding(object_ref(pt.workload), f"{pt.path}.spec.nodeSelector",
+                          f"no NodePool in the render provides {pt.spec.get('nodeSelector') or {}} "
                           "with taints the pod tolerates: the pod would stay Pending; make the "
                           "selector match a NodePool's template labels or requirements, or add "
                           "the matching toleration")
             continue
-        yield from _check_capacity(workload, pod, pool, catalog)
-        yield from _check_pool_limits(objs, workload, pod, pool, catalog)
+        yield from _check_capacity(pt, pool, catalog)
+        key = (pool["metadata"]["name"], object_ref(pt.workload))
+        placed.setdefault(key, []).append(pt)
+    for (pool_name, _), templates in sorted(placed.items()):
+        pool = next(p for p in pools if p["metadata"]["name"] == pool_name)
+        yield from _check_pool_limits(objs, templates, pool, catalog)
 
 
 def _instance_of(pool: Obj, catalog: HardwareCatalog) -> InstanceType | None:
@@ -108,17 +111,16 @@ def _instance_of(pool: Obj, catalog: HardwareCatalog) -> InstanceType | None:
     return next((i for i in catalog.instances if i.name == name), None)
 
 
-def _check_capacity(workload: Obj, pod: Obj, pool: Obj,
-                    catalog: HardwareCatalog) -> Iterator[Finding]:
+def _check_capacity(pt: PodTemplate, pool: Obj, catalog: HardwareCatalog) -> Iterator[Finding]:
     inst = _instance_of(pool, catalog)
     if inst is None:
         return
     limits = _amounts(inst.allocatable)
-    for name, asked in sorted(pod_requests(pod).items()):
+    for name, asked in sorted(pod_requests(pt.spec).items()):
         have = limits.get(name)
         if have is not None and asked > have:
-            yield Finding(object_ref(workload),
-                          f"spec.template.spec.containers[*].resources.requests.{name}",
+            yield Finding(object_ref(pt.workload),
+                          f"{pt.path}.spec.containers[*].resources.requests.{name}",
                           f"the pod requests {asked:,} ({name}) but {inst.name} has {have:,} "
                           f"allocatable (NodePool/{pool['metadata']['name']}): lower the request "
                           "or choose a larger instance type")
@@ -129,36 +131,47 @@ def _amounts(res: Resources) -> dict[str, int]:
     return {"cpu": res.cpu_millicores, "memory": res.memory_bytes, **dict(res.extended)}
 
 
-def _check_pool_limits(objs: list[Obj], workload: Obj, pod: Obj, pool: Obj,
+def _nodes_needed(objs: list[Obj], pt: PodTemplate, have: dict[str, int]) -> int:
+    """Nodes the template's maximum pods need, packed by their accelerator, CPU and memory."""
+    asked = {k: v for k, v in pod_requests(pt.spec).items() if v > 0 and k in have}
+    per_node = min((have[k] // v for k, v in asked.items()), default=1)
+    if per_node < 1:
+        return 0  # a pod that fits no node is reported by _check_capacity
+    return math.ceil(_max_replicas(objs, pt) / per_node)
+
+
+def _check_pool_limits(objs: list[Obj], templates: list[PodTemplate], pool: Obj,
                        catalog: HardwareCatalog) -> Iterator[Finding]:
     """Karpenter stops launching nodes at the NodePool's limits (counted in node capacity):
-    the nodes that the workload's maximum replicas need must fit under them."""
+    the nodes that a workload's maximum replicas need (all its pod templates on this pool)
+    must fit under them."""
     inst = _instance_of(pool, catalog)
     limits = pool["spec"].get("limits") or {}
     if inst is None or not limits:
         return
     have = _amounts(inst.allocatable)
-    asked = {k: v for k, v in pod_requests(pod).items() if v > 0 and k in have}
-    per_node = min((have[k] // v for k, v in asked.items()), default=1)
-    if per_node < 1:
-        return  # a pod that fits no node is reported by _check_capacity
-    nodes = math.ceil(_max_replicas(objs, workload) / per_node)
+    nodes = sum(_nodes_needed(objs, pt, have) for pt in templates)
+    pods = sum(_max_replicas(objs, pt) for pt in templates)
     capacity = _amounts(inst.capacity)
+    workload = object_ref(templates[0].workload)
     for name, value in sorted(limits.items()):
         need = capacity.get(name, 0) * nodes
         if need > _amount(name, value):
             yield Finding(object_ref(pool), f"spec.limits.{name}",
-                          f"allows {value} but {object_ref(workload)} needs {nodes} "
-                          f"{inst.name} nodes at its maximum replicas ({per_node} pods per "
-                          f"node), {need:,} ({name}): raise the limit or lower the replicas")
+                          f"allows {value} but {workload} needs {nodes} {inst.name} nodes at "
+                          f"its maximum replicas ({pods} pods), {need:,} ({name}): raise the "
+                          "limit or lower the replicas")
 
 
-def _max_replicas(objs: list[Obj], workload: Obj) -> int:
-    top = int(workload["spec"].get("replicas", 1))
+def _max_replicas(objs: list[Obj], pt: PodTemplate) -> int:
+    """The template's pods, or its autoscaler's maximum when one targets the workload."""
+    top = pt.pods
+    name = pt.workload["metadata"]["name"]
     for scaler in kind_of(objs, "HorizontalPodAutoscaler") + kind_of(objs, "ScaledObject"):
-        if scaler["spec"]["scaleTargetRef"]["name"] == workload["metadata"]["name"]:
-            top = max(top, int(scaler["spec"].get("maxReplicas")
-                               or scaler["spec"].get("maxReplicaCount") or 0))
+        ref = scaler["spec"]["scaleTargetRef"]
+        if ref["name"] == name and ref.get("kind", "Deployment") == pt.workload.get("kind"):
+            top = max(top, pt.per_replica * int(scaler["spec"].get("maxReplicas")
+                                                or scaler["spec"].get("maxReplicaCount") or 0))
     return top
 
 
@@ -168,18 +181,61 @@ def _check_quota(objs: list[Obj]) -> Iterator[Finding]:
             if not key.startswith("requests."):
                 continue
             resource = key.removeprefix("requests.")
-            need = sum(_max_replicas(objs, w) * pod_requests(p).get(resource, 0)
-                       for w, p in _pods(objs) if namespace_of(w) == namespace_of(quota))
+            need = sum(_max_replicas(objs, pt) * pod_requests(pt.spec).get(resource, 0)
+                       for pt in pod_templates(objs)
+                       if namespace_of(pt.workload) == namespace_of(quota))
             if need > _amount(resource, value):
                 yield Finding(object_ref(quota), f"spec.hard.{key}",
                               f"allows {value} but the workloads ask for {need} at their "
                               f"maximum replicas: raise the quota to at least {need}")
 
 
+def _master_address(job_set: Obj) -> str:
+    """The stable DNS name of a JobSet's first pod: <jobset>-<job>-<job index>-<pod index>
+    under the JobSet's subdomain (its name unless set)."""
+    name = job_set["metadata"]["name"]
+    subdomain = (job_set["spec"].get("network") or {}).get("subdomain") or name
+    return f"{name}-{job_set['spec']['replicatedJobs'][0]['name']}-0-0.{subdomain}"
+
+
+def _check_rendezvous(objs: list[Obj]) -> Iterator[Finding]:
+    """torchrun under a JobSet reaches rank 0 by its DNS name: a wrong name hangs every rank."""
+    for job_set in kind_of(objs, "JobSet"):
+        expected = _master_address(job_set)
+        for pt in pod_templates([job_set]):
+            for i, c in enumerate(pt.spec.get("containers", [])):
+                args = [str(a) for a in c.get("args") or []]
+                if "--master-addr" not in args:
+                    continue
+                given = args[args.index("--master-addr") + 1]
+                if given != expected:
+                    yield Finding(object_ref(job_set), f"{pt.path}.spec.containers[{i}].args",
+                                  f"--master-addr {given} is not the JobSet's first pod: "
+                                  f"use {expected}")
+
+
+def _check_launchers(objs: list[Obj]) -> Iterator[Finding]:
+    """torchrun starts ``nprocPerNode`` ranks per pod, one per GPU: more ranks than the pod's
+    GPUs share a device (or fail), fewer leave GPUs idle."""
+    yield from _check_rendezvous(objs)
+    for job in kind_of(objs, "PyTorchJob"):
+        procs = job["spec"].get("nprocPerNode")
+        if procs is None or not str(procs).isdigit():
+            continue
+        for pt in pod_templates([job]):
+            gpus = pod_requests(pt.spec).get("nvidia.com/gpu")
+            if gpus is not None and gpus != int(procs):
+                yield Finding(object_ref(job), "spec.nprocPerNode",
+                              f"starts {procs} processes per pod but {pt.path} requests {gpus} "
+                              "nvidia.com/gpu: set nprocPerNode (and torchrun's "
+                              "--nproc-per-node) to the pod's GPUs")
+                break
+
+
 def check_consistency(objects: tuple[Obj, ...], catalog: HardwareCatalog,
                       external_secrets: tuple[str, ...] = ()) -> list[Finding]:
     """Every cross-object problem, in a stable order."""
     objs = list(objects)
-    found = [*_check_nodes(objs, catalog), *_check_quota(objs),
+    found = [*_check_nodes(objs, catalog), *_check_quota(objs), *_check_launchers(objs),
              *check_references(objs, external_secrets), *check_selectors(objs)]
     return sorted(found, key=lambda f: (f.object, f.field, f.message))

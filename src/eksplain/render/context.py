@@ -1,7 +1,8 @@
 """What a render needs from a plan, in Kubernetes terms: names, labels, sizes and engine flags.
 
 ``serving_context`` refuses what the renderer does not build yet (multi-node replicas, Neuron,
-engines other than vLLM, batch jobs, training) with a ``RenderError`` naming it.
+engines other than vLLM) with a ``RenderError`` naming it; training plans have
+their own context (``training.training_context``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
@@ -20,7 +21,11 @@ from eksplain.search import SCALE_METRIC, Candidate, Plan
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
-__all__ = ["RenderContext", "RenderOptions", "check_spec", "serving_context", "short_name"]
+if TYPE_CHECKING:
+    from eksplain.render.training import TrainingLayout
+
+__all__ = ["RenderContext", "RenderOptions", "check_spec", "pod_size", "serving_context",
+           "short_name"]
 
 # The Kubernetes version whose OpenAPI schemas ``--check`` validates core kinds against: one in
 # EKS standard support when this was written (2026-11).
@@ -34,6 +39,7 @@ STARTUP_MARGIN = 2.0
 PROBE_PERIOD_S = 10
 CACHES = ("s3", "fsx-lustre", "efs")  # model caches render builds (the plan's CACHE_OPTIONS)
 CACHE_HEADROOM = 1.1  # the model cache holds the weights plus tokenizer and config files
+ROLE_LABEL = "eksplain.io/role"  # leader or worker, in a replica that spans nodes
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,16 @@ class RenderContext:
     scale_metric: str
     scale_target: int
     images: dict[str, Any]
+    training: TrainingLayout | None = None  # set for training plans only
+    engine_key: str = "vllm"  # the serving image's row in images.yaml: vllm or vllm_neuron
+    group_size: int = 1  # pods (one per node) per replica; above 1, a LeaderWorkerSet
+    expose: str = "none"  # none | nlb | alb (spec render.expose)
+
+    @property
+    def engine(self) -> dict[str, Any]:
+        """The serving image's row: port, health and metrics paths, user id."""
+        row: dict[str, Any] = self.images[self.engine_key]
+        return row
 
     @property
     def cache_volume_bytes(self) -> int:
@@ -93,6 +109,20 @@ class RenderContext:
     @property
     def selector(self) -> dict[str, str]:
         return {"app.kubernetes.io/name": self.name}
+
+    @property
+    def workload_ref(self) -> tuple[str, str]:
+        """(apiVersion, kind) of the serving workload."""
+        if self.group_size > 1:
+            return "leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"
+        return "apps/v1", "Deployment"
+
+    @property
+    def server_selector(self) -> dict[str, str]:
+        """The pods that serve requests: every pod, or each group's leader."""
+        if self.group_size > 1:
+            return {**self.selector, ROLE_LABEL: "leader"}
+        return self.selector
 
     @property
     def node_label(self) -> tuple[str, str]:
@@ -111,30 +141,46 @@ def short_name(model_id: str) -> str:
 
 def check_spec(spec: WorkloadSpec) -> None:
     """Refuse, before any planning, a spec whose workload render does not build yet."""
-    if not spec.serving or spec.task == "batch-inference":
-        raise RenderError(f"render does not build {spec.task} workloads yet (training jobs and "
-                          "batch Jobs are planned); it renders online serving (inference, "
-                          "embedding).", hint="run `eksplain plan` for this spec's sizing")
-    if spec.engine == "neuron":
-        raise RenderError("render does not build Neuron serving yet (engine: neuron).",
-                          hint="use engine: vllm on an NVIDIA GPU family (g6e, p5 ...)")
-    if spec.engine != "vllm":
-        raise RenderError(f"render builds vLLM servers only; engine {spec.engine} is not "
-                          "supported yet.", hint="set engine: vllm in the spec")
+    if not spec.serving:
+        return  # training: the engine field does not apply
+    if spec.engine not in ("vllm", "neuron"):
+        raise RenderError(f"render builds vLLM servers only (CUDA, or Neuron with engine: "
+                          f"neuron); engine {spec.engine} is not supported yet.",
+                          hint="set engine: vllm (NVIDIA) or engine: neuron (Inferentia, "
+                               "Trainium) in the spec")
 
 
-def _check_hardware(choice: Candidate, acc: Accelerator, inst: InstanceType) -> None:
-    if acc.is_neuron:
-        raise RenderError(f"render does not build Neuron serving yet: the plan chose "
-                          f"{inst.name} ({acc.name}), where the vLLM CUDA image cannot run.",
-                          hint="restrict constraints.families to NVIDIA GPU families "
-                               "(g6e, p5 ...) to render a vLLM Deployment")
-    if choice.tp * choice.pp > inst.accelerator_count:
-        raise RenderError(f"one replica spans {choice.tp * choice.pp // inst.accelerator_count} "
-                          f"nodes (TP={choice.tp} x PP={choice.pp} on {inst.name}); multi-node "
-                          "replicas (LeaderWorkerSet) are not supported yet.",
+def _check_hardware(spec: WorkloadSpec, choice: Candidate, acc: Accelerator,
+                    inst: InstanceType) -> None:
+    if acc.is_neuron and spec.engine != "neuron":
+        raise RenderError(f"the plan chose {inst.name} ({acc.name}), where the vLLM CUDA "
+                          "image cannot run.",
+                          hint="set engine: neuron to serve with vLLM on Neuron (NxD "
+                               "Inference), or restrict constraints.families to NVIDIA GPU "
+                               "families (g6e, p5 ...)")
+    if not acc.is_neuron and spec.engine == "neuron":
+        raise RenderError(f"engine: neuron needs Inferentia or Trainium, but the plan chose "
+                          f"{inst.name} ({acc.name}).",
+                          hint="set engine: vllm, or restrict constraints.families to inf2, "
+                               "trn1 ...")
+    gpus = choice.tp * choice.pp
+    if gpus > inst.accelerator_count and (gpus % inst.accelerator_count or acc.is_neuron):
+        raise RenderError(f"one replica spans nodes (TP={choice.tp} x PP={choice.pp} on "
+                          f"{inst.name}) but not whole nodes, or on Neuron: only whole NVIDIA "
+                          "nodes per replica (a LeaderWorkerSet) are built.",
                           hint="allow a larger instance family or quantize so that one node "
                                "holds a replica")
+
+
+def _neuron_args(spec: WorkloadSpec, model: Model, choice: Candidate, acc: Accelerator,
+                 row: dict[str, Any]) -> tuple[str, ...]:
+    """vLLM's flags on Neuron: TP counts NeuronCores (the plan counts devices); the batch and
+    context are compiled in, so they are the plan's."""
+    engine = load_calibration().engine("vllm")
+    batch = int(choice.detail("batch") or choice.detail("max_num_seqs") or engine.max_num_seqs)
+    return ("--port", str(row["port"]), "--served-model-name", model.id,
+            "--tensor-parallel-size", str(choice.tp * acc.cores_per_device),
+            "--max-model-len", str(spec.tokens.context), "--max-num-seqs", str(batch))
 
 
 def _engine_args(spec: WorkloadSpec, model: Model, choice: Candidate, vllm: dict[str, Any],
@@ -161,7 +207,7 @@ def _engine_args(spec: WorkloadSpec, model: Model, choice: Candidate, vllm: dict
     return tuple(args)
 
 
-def _pod_size(inst: InstanceType, pods_per_node: int, shm_bytes: int) -> tuple[int, int]:
+def pod_size(inst: InstanceType, pods_per_node: int, shm_bytes: int) -> tuple[int, int]:
     """CPU (millicores) and memory (bytes, with /dev/shm, which counts against the limit) per
     pod: its share of the node's allocatable, rounded down to whole 100 m and GiB."""
     alloc = inst.allocatable
@@ -186,9 +232,10 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
     inst = find_instance(catalog, choice.instance_type)
     acc = next(a for a in catalog.accelerators if a.id == inst.accelerator_id)
     check_spec(spec)
-    _check_hardware(choice, acc, inst)
+    _check_hardware(spec, choice, acc, inst)
     images: dict[str, Any] = read_yaml("images.yaml")
-    vllm = images["vllm"]
+    engine_key = "vllm_neuron" if acc.is_neuron else "vllm"
+    vllm = images[engine_key]
     extras = dict(plan.extras)
     scaling, cold = _mapping(extras.get("autoscaling")), _mapping(extras.get("cold_start"))
     cache = str(extras.get("model_cache") or "s3")
@@ -196,9 +243,11 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
         raise RenderError(f"the plan's model cache {cache!r} cannot be rendered.",
                           hint="one of " + ", ".join(CACHES))
     gpus = choice.tp * choice.pp
+    group = max(1, gpus // inst.accelerator_count)  # nodes per replica (whole nodes)
+    gpus = min(gpus, inst.accelerator_count)  # per pod: one pod per node in a group
     per_node = inst.accelerator_count // gpus
-    shm = int(vllm["shm_gib_per_tp_rank"]) * choice.tp * GIB
-    cpu, memory = _pod_size(inst, per_node, shm)
+    shm = int(vllm["shm_gib_per_tp_rank"]) * min(choice.tp, gpus) * GIB
+    cpu, memory = pod_size(inst, per_node, shm)
     startup_s = STARTUP_MARGIN * (float(cold.get("weight_load_s") or 0)
                                   + float(cold.get("engine_warmup_s") or 0))
     name = short_name(model.id)
@@ -207,13 +256,17 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
         options=options, instance=inst, accelerator=acc,
         capacity_type=spec.constraints.capacity_type,
         zones=tuple(sorted(spec.constraints.availability_zones)), gpus_per_pod=gpus,
-        pods_per_node=per_node, nodes_peak=choice.nodes,
+        pods_per_node=per_node,
+        nodes_peak=(group * int(scaling.get("max_replicas") or 1) if group > 1
+                    else choice.nodes),
         replicas_min=int(scaling.get("min_replicas") or 1),
         replicas_max=int(scaling.get("max_replicas") or 1), cpu_millicores=cpu,
         memory_bytes=memory, shm_bytes=shm, cache=cache,
-        cache_bytes=int(choice.detail("weights_bytes") or 0) * gpus,
+        cache_bytes=int(choice.detail("weights_bytes") or 0) * choice.tp * choice.pp,
         startup_failures=max(3, math.ceil(startup_s / PROBE_PERIOD_S)),
-        engine_args=_engine_args(spec, model, choice, vllm),
+        engine_args=(_neuron_args(spec, model, choice, acc, vllm) if acc.is_neuron
+                     else _engine_args(spec, model, choice, vllm)),
         scale_metric=str(scaling.get("metric") or SCALE_METRIC),
         scale_target=int(scaling.get("target_per_replica") or 1), images=images,
+        engine_key=engine_key, group_size=group, expose=spec.render.expose,
     )

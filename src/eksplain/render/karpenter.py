@@ -1,5 +1,6 @@
 """The nodes: a Karpenter NodePool (karpenter.sh/v1) for exactly the plan's instance type and
-capacity type, tainted so that only the serving pods land there, and its EC2NodeClass
+capacity type (and, for training, one zone), tainted so that only the plan's pods land there,
+and its EC2NodeClass
 (karpenter.k8s.aws/v1). Field names follow the CRDs in ``eksplain/data/crds``."""
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def node_pool(ctx: RenderContext) -> dict[str, Any]:
                     "requirements": requirements,
                     "taints": [{"key": ctx.accelerator.k8s_resource, "value": "true",
                                 "effect": "NoSchedule"}],
-                    "expireAfter": "720h",
+                    # A training node lives as long as the job: expiry would stop the run.
+                    "expireAfter": "Never" if ctx.training else "720h",
                 },
             },
             # The plan's peak node count, as accelerators: Karpenter launches no more.

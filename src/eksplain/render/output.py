@@ -13,8 +13,9 @@ import yaml
 
 from eksplain.errors import RenderError
 from eksplain.render import Manifests
-from eksplain.render.context import KUBERNETES_VERSION
-from eksplain.render.workload import adapter_metric
+from eksplain.render.context import KUBERNETES_VERSION, RenderContext
+from eksplain.render.training import TrainingLayout
+from eksplain.render.workload import adapter_metric, quantity
 
 __all__ = ["dump", "file_texts", "stream", "write_files"]
 
@@ -51,7 +52,11 @@ _WHAT = {
     "PersistentVolumeClaim": "the model cache volume the pods mount",
     "ServiceAccount": "the pods' identity (associate it with an IAM role for S3 access)",
     "Deployment": "the vLLM server with the plan's parallelism, limits and probes",
+    "LeaderWorkerSet": "the vLLM server across nodes: per replica, a leader (the server, Ray's "
+                       "head) and workers that hold the other nodes' GPUs",
     "Service": "the server's stable address inside the cluster",
+    "Ingress": "an internal ALB in front of the Service, health-checked on the engine's "
+               "health path",
     "NetworkPolicy": "admits traffic to the server's port only",
     "HorizontalPodAutoscaler": "scales replicas on the requests each pod holds (running + "
                                "waiting)",
@@ -62,21 +67,144 @@ _WHAT = {
 }
 
 
-def _readme(manifests: Manifests) -> str:
-    ctx = manifests.context
-    lines = [f"# {ctx.model_id} on {ctx.instance.name}", "",
-             "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
-             f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1, "
-             "KEDA v2 and the Prometheus operator, and each other.", "",
-             "## Apply order", "",
+# What the objects of a training render are for, where it differs from serving.
+_WHAT_TRAINING = {
+    **_WHAT,
+    "ResourceQuota": "caps the namespace's accelerators at the job's nodes",
+    "NodePool": "exactly the plan's instance type and capacity type in one zone, tainted for "
+                "the job, never expired while the job runs",
+    "StorageClass": "FSx for Lustre PERSISTENT_2 (125 MB/s per TiB), retained when the claim "
+                    "is deleted",
+    "PersistentVolumeClaim": "data and checkpoints, shared by every node of the job",
+    "ServiceAccount": "the job's identity (associate it with an IAM role for S3 access)",
+    "PyTorchJob": "torchrun on every node with the plan's layout (Kubeflow training operator)",
+    "JobSet": "torchrun on every node with the plan's layout, one indexed pod per node rank",
+    "NetworkPolicy": "admits traffic from the job's own pods only",
+}
+
+
+_LAUNCHERS = {"pytorchjob": "Kubeflow training operator (PyTorchJob v1)",
+              "jobset": "JobSet controller (jobset.x-k8s.io/v1alpha2)"}
+
+
+_WHAT_BATCH = {
+    **_WHAT,
+    "ResourceQuota": "caps the namespace's accelerators at the Job's pods",
+    "StorageClass": "a file system: the model cache, or the request shards and their results",
+    "PersistentVolumeClaim": "the model cache, or the request shards and their results",
+    "Job": "vLLM's batch runner, one indexed pod per shard, all at once, stopped at the deadline",
+    "NetworkPolicy": "admits no traffic to the pods (the runner serves nothing)",
+}
+
+
+def _objects(manifests: Manifests, what: dict[str, str]) -> list[str]:
+    lines = ["## Apply order", "",
              "`kubectl apply -k .` applies everything; by hand, apply the files in this order:", ""]
     for name, objs in manifests.files:
         lines.append(f"- `{name}`")
         for obj in objs:
-            lines.append(f"  - {obj['kind']} `{obj['metadata']['name']}`: {_WHAT[obj['kind']]}")
+            lines.append(f"  - {obj['kind']} `{obj['metadata']['name']}`: {what[obj['kind']]}")
+    return lines
+
+
+def _training_readme(manifests: Manifests, t: TrainingLayout) -> str:
+    ctx = manifests.context
+    row = ctx.images[t.image_key]
+    nodes = f"{t.nodes} x {ctx.instance.name}"
+    lines = [f"# {ctx.task} of {ctx.model_id} on {nodes}", "",
+             "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
+             f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1 and "
+             f"the {_LAUNCHERS[t.launcher]}, and each other.", "",
+             *_objects(manifests, _WHAT_TRAINING), "",
+             "## What the container must run", "",
+             f"The job runs `torchrun --nnodes {t.nodes} --nproc-per-node {t.procs_per_node} "
+             f"{row['entrypoint']}` in `{ctx.image(t.image_key)}`. eksplain writes no training "
+             f"code: build an image FROM that one with your script at `{row['entrypoint']}` "
+             "and set it in `30-training-job.yaml`. The script reads the plan's layout from "
+             "the environment:", "",
+             f"- `EKSPLAIN_TP`={t.tp}, `EKSPLAIN_PP`={t.pp}, `EKSPLAIN_DP`={t.dp}: tensor, "
+             "pipeline and data parallel sizes (TP x PP x DP = world size"
+             + (", counted in Neuron devices; torchrun starts one process per NeuronCore)"
+                if ctx.accelerator.is_neuron else ")"),
+             f"- `EKSPLAIN_FSDP`={t.fsdp}: shard parameters, gradients and optimizer states "
+             "(full) or not (none)",
+             f"- `EKSPLAIN_MICRO_BATCH`={t.micro_batch} sequences of `EKSPLAIN_SEQ_LEN`="
+             f"{t.seq_len} tokens per device, `EKSPLAIN_RECOMPUTE`={t.recompute} "
+             "(activation recomputation: none, selective or full)",
+             "- `EKSPLAIN_DATA_DIR` (read the dataset from here), `EKSPLAIN_CHECKPOINT_DIR` "
+             "(write checkpoints here, resume from the latest on start), "
+             f"`EKSPLAIN_CHECKPOINT_INTERVAL_S`={t.checkpoint_interval_s} (the plan's interval)",
+             "", "## Before you apply", "",
+             f"- the cluster runs Karpenter v1, the {_LAUNCHERS[t.launcher]}, "
+             f"the {_plugin(ctx)} device plugin"
+             + (" and the EFA device plugin (`vpc.amazonaws.com/efa`)" if t.efa_per_pod else ""),
+             f"- the FSx for Lustre CSI driver; in `20-storage.yaml` a subnet in zone "
+             f"`{ctx.zones[0]}` (the NodePool's zone: change both together) and a security group "
+             "that admits Lustre (TCP 988, 1018-1023) from the nodes",
+             f"- the dataset copied to `data/` on the file system ({quantity(t.storage_bytes)}, "
+             "sized for two checkpoints: grow the claim for a large dataset)",
+             f"- create the Secret `{ctx.options.hf_token_secret}` (key `HF_TOKEN`) in namespace "
+             f"`{ctx.namespace}` for gated base models; it is never written here",
+             f"- the node role `KarpenterNodeRole-{ctx.options.cluster_name}` and subnets and "
+             f"security groups tagged `karpenter.sh/discovery: {ctx.options.cluster_name}`"]
+    if t.efa_per_pod:
+        lines.append("- a security group that allows all traffic between the nodes (EFA "
+                     "requires it) and a capacity reservation or placement in one zone")
+        lines.append("- containerd's locked-memory limit unlimited (the EKS AMIs set it): EFA "
+                     "pins memory, and the pods run without extra capabilities")
+    return "\n".join(lines) + "\n"
+
+
+def _batch_readme(manifests: Manifests) -> str:
+    ctx = manifests.context
+    job = next(o for o in manifests.objects if o["kind"] == "Job")["spec"]
+    shards = job["completions"]
+    lines = [f"# batch inference of {ctx.model_id} on {shards} x {ctx.instance.name}", "",
+             "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
+             f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1, "
+             "and each other.", "", *_objects(manifests, _WHAT_BATCH), "",
+             "## What the container runs", "",
+             f"Each of the {shards} pods runs `vllm run-batch` (vLLM's offline runner for the "
+             f"OpenAI batch file format) in `{ctx.image(ctx.engine_key)}` with the plan's "
+             "engine flags: it reads `/data/input/shard-<i>.jsonl` and writes "
+             "`/data/output/shard-<i>.jsonl`, "
+             f"where i = 0 ... {shards - 1} is the pod's completion index. Split your requests "
+             f"into {shards} such files before you apply; each request's `model` is "
+             f"`{ctx.model_id}` (the `--served-model-name`). The Job is stopped after "
+             f"{job['activeDeadlineSeconds']:,} s (the spec's deadline), done or not; a shard "
+             f"is retried {job['backoffLimitPerIndex']} times on its own.", "",
+             "## Before you apply", "",
+             f"- the cluster runs Karpenter v1 and the {_plugin(ctx)} device plugin",
+             "- the FSx for Lustre CSI driver, and the placeholders (`REPLACE-ME`) in "
+             "`20-storage.yaml` set to your subnet and security group; grow the claim "
+             "beyond its smallest size for large batches",
+             f"- create the Secret `{ctx.options.hf_token_secret}` (key `HF_TOKEN`) in namespace "
+             f"`{ctx.namespace}` for gated models; it is never written here",
+             f"- the node role `KarpenterNodeRole-{ctx.options.cluster_name}` and subnets and "
+             f"security groups tagged `karpenter.sh/discovery: {ctx.options.cluster_name}`"]
+    if ctx.cache == "s3":
+        lines.append(f"- the weights under `s3://{ctx.options.model_bucket}/{ctx.model_id}/`, "
+                     f"readable by ServiceAccount `{ctx.name}` (EKS Pod Identity or IRSA)")
+    return "\n".join(lines) + "\n"
+
+
+def _readme(manifests: Manifests) -> str:
+    ctx = manifests.context
+    if ctx.training is not None:
+        return _training_readme(manifests, ctx.training)
+    if ctx.task == "batch-inference":
+        return _batch_readme(manifests)
+    lines = [f"# {ctx.model_id} on {ctx.instance.name}", "",
+             "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
+             f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1, "
+             + ("LeaderWorkerSet v1, " if ctx.group_size > 1 else "")
+             + "KEDA v2 and the Prometheus operator, and each other.", "",
+             *_objects(manifests, _WHAT if ctx.expose != "nlb" else {
+                 **_WHAT, "Service": "the server's address: an internal NLB, health-checked on "
+                                     "the engine's health path"})]
     lines += ["", "## Before you apply", "",
-              "- the cluster runs Karpenter v1, the NVIDIA device plugin and the Prometheus "
-              "operator" + (", and KEDA" if ctx.options.autoscaler == "keda" else
+              f"- the cluster runs Karpenter v1, the {_plugin(ctx)} device plugin and the "
+              "Prometheus operator" + (", and KEDA" if ctx.options.autoscaler == "keda" else
                             ", and the Prometheus adapter with a rule that serves "
                             f"`{ctx.scale_metric}` per pod as `{adapter_metric(ctx)}`"),
               f"- create the Secret `{ctx.options.hf_token_secret}` (key `HF_TOKEN`) in namespace "
@@ -92,7 +220,22 @@ def _readme(manifests: Manifests) -> str:
         lines.append("- the cache seeded with the model before the first rollout: the startup "
                      "probe allows the plan's cold start from the cache, not a download from "
                      "the Hugging Face hub")
+    if ctx.group_size > 1:
+        lines.append("- the LeaderWorkerSet controller (leaderworkerset.x-k8s.io/v1); Ray runs "
+                     "inside the pods (the vLLM image ships it), no KubeRay operator is needed")
+    if ctx.expose != "none":
+        lines.append("- the AWS Load Balancer Controller (v2.5 or later), and private subnets "
+                     "tagged `kubernetes.io/role/internal-elb: 1`")
+    if ctx.accelerator.is_neuron:
+        lines.append("- the model compiled for Neuron ahead of the first rollout (NxD Inference "
+                     "compiles for the `--max-model-len` and `--max-num-seqs` in "
+                     "`30-deployment.yaml`): a first compile can outlast the startup probe, "
+                     "which allows only the plan's load and warm-up")
     return "\n".join(lines) + "\n"
+
+
+def _plugin(ctx: RenderContext) -> str:
+    return "Neuron" if ctx.accelerator.is_neuron else "NVIDIA"
 
 
 def file_texts(manifests: Manifests) -> tuple[tuple[str, str], ...]:

@@ -6,20 +6,26 @@ Each builder returns one plain dict in the order ``kubectl get -o yaml`` shows i
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
-from eksplain.render.context import PROBE_PERIOD_S, RenderContext
+from eksplain.render.context import PROBE_PERIOD_S, ROLE_LABEL, RenderContext
+from eksplain.render.exposure import nlb_service_fields
 from eksplain.units import GIB, MIB
 
 __all__ = [
     "deployment",
     "disruption_budget",
     "hpa",
+    "leader_worker_set",
     "namespace",
     "network_policy",
+    "pod_spec",
+    "probe_skips",
     "quantity",
     "resource_quota",
     "scaled_object",
+    "security",
     "service",
     "service_account",
     "service_monitor",
@@ -29,6 +35,7 @@ CACHE_MOUNT = "/models"
 # vLLM, torch.compile, Triton and the HF hub write here; the root file system is read-only.
 WORK_MOUNT = "/cache"
 TOKEN_MOUNT = "/var/run/secrets/huggingface"
+RAY_PORT = 6379  # Ray's default GCS port
 TMP_BYTES = 1 * GIB
 WORK_BYTES = 10 * GIB  # torch.compile and Triton kernel caches, vLLM's own cache
 
@@ -40,6 +47,13 @@ SCANNER_SKIPS = {
     "checkov.io/skip2": "CKV_K8S_15=the tag is pinned, so IfNotPresent runs the same image "
                         "without asking the registry again for a 10-20 GB image on every start",
 }
+
+
+
+
+def probe_skips(reason: str) -> dict[str, str]:
+    """checkov's probe checks skipped, with the reason, for a pod that serves no endpoint."""
+    return {"checkov.io/skip3": f"CKV_K8S_8={reason}", "checkov.io/skip4": f"CKV_K8S_9={reason}"}
 
 
 def quantity(num_bytes: int) -> str:
@@ -64,7 +78,7 @@ def namespace(ctx: RenderContext) -> dict[str, Any]:
 def resource_quota(ctx: RenderContext) -> dict[str, Any]:
     """GPUs for the autoscaler's maximum: rollouts replace pods without a surge (see the
     Deployment's strategy), so that is the most the namespace ever requests."""
-    gpus = ctx.replicas_max * ctx.gpus_per_pod
+    gpus = ctx.replicas_max * ctx.group_size * ctx.gpus_per_pod
     return {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": _meta(ctx, f"{ctx.name}-gpus"),
             "spec": {"hard": {f"requests.{ctx.accelerator.k8s_resource}": str(gpus)}}}
 
@@ -74,7 +88,7 @@ def service_account(ctx: RenderContext) -> dict[str, Any]:
             "automountServiceAccountToken": False}
 
 
-def _security() -> dict[str, Any]:
+def security() -> dict[str, Any]:
     return {"allowPrivilegeEscalation": False, "privileged": False,
             "readOnlyRootFilesystem": True, "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]}}
@@ -95,8 +109,7 @@ def _resources(ctx: RenderContext) -> dict[str, Any]:
 
 
 def _probe(ctx: RenderContext, period_s: int, failures: int) -> dict[str, Any]:
-    vllm = ctx.images["vllm"]
-    return {"httpGet": {"path": vllm["health_path"], "port": "http"},
+    return {"httpGet": {"path": ctx.engine["health_path"], "port": "http"},
             "periodSeconds": period_s, "timeoutSeconds": 5, "failureThreshold": failures}
 
 
@@ -112,6 +125,7 @@ def _env(ctx: RenderContext) -> list[dict[str, Any]]:
         {"name": "VLLM_CACHE_ROOT", "value": f"{WORK_MOUNT}/vllm"},
         {"name": "TRITON_CACHE_DIR", "value": f"{WORK_MOUNT}/triton"},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        *({"name": k, "value": str(v)} for k, v in (ctx.engine.get("env") or {}).items()),
     ]
 
 
@@ -121,20 +135,20 @@ def _model_arg(ctx: RenderContext) -> str:
 
 
 def _server(ctx: RenderContext) -> dict[str, Any]:
-    vllm = ctx.images["vllm"]
+    vllm = ctx.engine
     mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT, "readOnly": ctx.cache == "s3"},
               {"name": "dshm", "mountPath": "/dev/shm"},
               {"name": "tmp", "mountPath": "/tmp"},
               {"name": "work", "mountPath": WORK_MOUNT},
               {"name": "hf-token", "mountPath": TOKEN_MOUNT, "readOnly": True}]
     return {
-        "name": "vllm", "image": ctx.image("vllm"), "imagePullPolicy": "IfNotPresent",
+        "name": "vllm", "image": ctx.image(ctx.engine_key), "imagePullPolicy": "IfNotPresent",
         "command": ["vllm", "serve"], "args": [_model_arg(ctx), *ctx.engine_args],
         "ports": [{"name": "http", "containerPort": int(vllm["port"]), "protocol": "TCP"}],
         "env": _env(ctx), "resources": _resources(ctx),
         "startupProbe": _probe(ctx, PROBE_PERIOD_S, ctx.startup_failures),
         "readinessProbe": _probe(ctx, 5, 3), "livenessProbe": _probe(ctx, 10, 3),
-        "securityContext": _security(), "volumeMounts": mounts,
+        "securityContext": security(), "volumeMounts": mounts,
     }
 
 
@@ -150,10 +164,10 @@ def _volumes(ctx: RenderContext, cache_volume: dict[str, Any]) -> list[dict[str,
     ]
 
 
-def _pod_spec(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, Any]]],
+def pod_spec(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, Any]]],
               ) -> dict[str, Any]:
     cache_volume, init = cache
-    uid = int(ctx.images["vllm"]["user_id"])
+    uid = int(ctx.engine["user_id"])
     key, value = ctx.node_label
     spec: dict[str, Any] = {
         "serviceAccountName": ctx.name, "automountServiceAccountToken": False,
@@ -196,30 +210,98 @@ def deployment(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, A
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
             "template": {"metadata": {"labels": dict(ctx.labels)},
-                         "spec": _pod_spec(ctx, cache)},
+                         "spec": pod_spec(ctx, cache)},
+        },
+    }
+
+
+def _ray_script(ctx: RenderContext, server: dict[str, Any]) -> str:
+    """The leader starts Ray's head and then vLLM across the group (Ray executor); vLLM's
+    multi-node guide: docs.vllm.ai .../serving/parallelism_scaling.html for the pinned version."""
+    serve = shlex.join([*server["command"], *server["args"],
+                        "--distributed-executor-backend", "ray"])
+    return f"ray start --head --port={RAY_PORT} {_object_store(ctx)} && exec {serve}"
+
+
+def _object_store(ctx: RenderContext) -> str:
+    """Ray's object store in half of /dev/shm: its default (30 % of memory) would not fit and
+    spill to /tmp; vLLM passes little through it."""
+    return f"--object-store-memory={ctx.shm_bytes // 2}"
+
+
+def leader_worker_set(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, Any]]],
+                      ) -> dict[str, Any]:
+    """One replica = one leader (the vLLM server, Ray head) and group_size - 1 workers (Ray
+    workers that join the leader at LWS_LEADER_ADDRESS); every pod holds a node's GPUs."""
+    leader, worker = pod_spec(ctx, cache), pod_spec(ctx, cache)
+    server = leader["containers"][0]
+    server["command"], server["args"] = ["bash", "-c"], [_ray_script(ctx, server)]
+    node = worker["containers"][0]
+    node["name"] = "ray-worker"
+    node["command"] = ["bash", "-c"]
+    node["args"] = [f'exec ray start --address="$LWS_LEADER_ADDRESS:{RAY_PORT}" '
+                    f"{_object_store(ctx)} --block"]
+    for key in ("startupProbe", "readinessProbe", "livenessProbe", "ports"):
+        node.pop(key)
+    def template(role: str, spec: dict[str, Any], skips: dict[str, str]) -> dict[str, Any]:
+        # checkov does not read a LeaderWorkerSet; the skips are for a scan of its pods
+        return {"metadata": {"labels": {**ctx.labels, ROLE_LABEL: role}, "annotations": skips},
+                "spec": spec}
+
+    worker_skips = {**SCANNER_SKIPS, **probe_skips(
+        "a Ray worker serves no endpoint; the leader's probes cover the replica, and the group "
+        "is recreated when any of its pods restarts")}
+
+    return {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+        "metadata": _meta(ctx, annotations={"eksplain.io/model": ctx.model_id,
+                                            "eksplain.io/instance-type": ctx.instance.name}),
+        "spec": {
+            "replicas": ctx.replicas_min,
+            # the group starts, fails and restarts as one: a lost worker stops the server
+            "leaderWorkerTemplate": {"size": ctx.group_size,
+                                     "restartPolicy": "RecreateGroupOnPodRestart",
+                                     "leaderTemplate": template("leader", leader,
+                                                                dict(SCANNER_SKIPS)),
+                                     "workerTemplate": template("worker", worker,
+                                                                worker_skips)},
+            "startupPolicy": "LeaderReady",
         },
     }
 
 
 def service(ctx: RenderContext) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(ctx),
-            "spec": {"type": "ClusterIP", "selector": dict(ctx.selector),
-                     "ports": [{"name": "http", "port": int(ctx.images["vllm"]["port"]),
+    """ClusterIP, or an internal NLB when the spec exposes the server through one."""
+    meta, spec = _meta(ctx), {"type": "ClusterIP"}
+    if ctx.expose == "nlb":
+        annotations, spec = nlb_service_fields(ctx)
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": {**spec, "selector": dict(ctx.server_selector),
+                     "ports": [{"name": "http", "port": int(ctx.engine["port"]),
                                 "targetPort": "http", "protocol": "TCP"}]}}
 
 
 def network_policy(ctx: RenderContext) -> dict[str, Any]:
-    """Ingress to the server's port only; egress stays open (S3, the Hugging Face hub)."""
-    port = int(ctx.images["vllm"]["port"])
+    """Ingress to the server's port only (and, in a replica that spans nodes, between its own
+    pods: Ray and NCCL); egress stays open (S3, the Hugging Face hub)."""
+    port = int(ctx.engine["port"])
+    ingress: list[dict[str, Any]] = [{"ports": [{"protocol": "TCP", "port": port}]}]
+    if ctx.group_size > 1:
+        ingress.append({"from": [{"podSelector": {"matchLabels": dict(ctx.selector)}}]})
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(ctx),
             "spec": {"podSelector": {"matchLabels": dict(ctx.selector)},
-                     "policyTypes": ["Ingress"],
-                     "ingress": [{"ports": [{"protocol": "TCP", "port": port}]}]}}
+                     "policyTypes": ["Ingress"], "ingress": ingress}}
 
 
 def disruption_budget(ctx: RenderContext) -> dict[str, Any]:
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(ctx),
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(ctx.selector)}}}
+
+
+def _target(ctx: RenderContext) -> dict[str, Any]:
+    api_version, kind = ctx.workload_ref
+    return {"apiVersion": api_version, "kind": kind, "name": ctx.name}
 
 
 def _behavior() -> dict[str, Any]:
@@ -246,7 +328,7 @@ def hpa(ctx: RenderContext) -> dict[str, Any]:
     return {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": _meta(ctx),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ctx.name},
+            "scaleTargetRef": _target(ctx),
             "minReplicas": ctx.replicas_min, "maxReplicas": ctx.replicas_max,
             "metrics": [{"type": "Pods", "pods": {
                 "metric": {"name": adapter_metric(ctx)},
@@ -262,7 +344,7 @@ def scaled_object(ctx: RenderContext) -> dict[str, Any]:
     return {
         "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": _meta(ctx),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ctx.name},
+            "scaleTargetRef": _target(ctx),
             "minReplicaCount": ctx.replicas_min, "maxReplicaCount": ctx.replicas_max,
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior()}},
             "triggers": [{"type": "prometheus", "metricType": "AverageValue", "metadata": {
@@ -276,5 +358,5 @@ def service_monitor(ctx: RenderContext) -> dict[str, Any]:
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
             "metadata": _meta(ctx),
             "spec": {"selector": {"matchLabels": dict(ctx.selector)},
-                     "endpoints": [{"port": "http", "path": ctx.images["vllm"]["metrics_path"],
+                     "endpoints": [{"port": "http", "path": ctx.engine["metrics_path"],
                                     "interval": "15s"}]}}

@@ -24,6 +24,7 @@ from eksplain.cli.main import app
 from eksplain.errors import RenderError
 from eksplain.hardware import HardwareCatalog, Offering, load_catalog
 from eksplain.render import Manifests, RenderOptions, render_plan
+from eksplain.render.cache import fsx_capacity_gib
 from eksplain.render.check import Finding, check_objects
 from eksplain.render.output import file_texts, write_files
 from eksplain.render.references import pod_templates
@@ -265,12 +266,13 @@ def test_jobset_wrong_rendezvous_and_missing_pool_are_named() -> None:
 
 
 def test_training_storage_holds_two_checkpoints() -> None:
-    """Full fine-tune of a 70B model: two checkpoints of 14 bytes per parameter (about 2 TB)
-    round up to the next FSx for Lustre PERSISTENT_2 capacity (1200 + n x 2400 GiB)."""
+    """Full fine-tune of a 70B model: two checkpoints of 14 bytes per parameter (2 x 14 x
+    70.55e9 = 1.98e12 B = 1,839 GiB) round up to the next FSx for Lustre SSD capacity: 1.2 TiB,
+    2.4 TiB, then steps of 2.4 TiB (FSx Lustre guide, managing storage capacity), so 2400 GiB."""
     claim = _find(_render("full-finetune-llama-3.1-70b"), "PersistentVolumeClaim")
     size = claim["spec"]["resources"]["requests"]["storage"]
     gib = int(size.removesuffix("Gi"))
-    assert gib == 3600
+    assert gib == 2400
     assert gib * 2**30 >= 2 * 14 * 70.5e9
 
 
@@ -751,3 +753,9 @@ def test_cli_render_writes_checks_and_streams(tmp_path: Path) -> None:
     refused = runner.invoke(app, ["render", str(tmp_path / "trt.yaml"), "--stdout"])
     assert refused.exit_code == 2
     assert "trtllm" in refused.output
+
+
+def test_fsx_capacities_are_valid_sizes() -> None:
+    # 1.2 TiB, 2.4 TiB, then increments of 2.4 TiB (PERSISTENT_2 and SCRATCH_2 SSD).
+    assert [fsx_capacity_gib(n) for n in (1, 1200, 1201, 2400, 2401, 4800, 4801)] == [
+        1200, 1200, 2400, 2400, 4800, 4800, 7200]

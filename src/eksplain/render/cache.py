@@ -20,20 +20,21 @@ from eksplain.units import GIB
 
 __all__ = ["cache_objects", "cache_volume"]
 
-# FSx for Lustre SSD capacity comes in 1200 GiB, 2400 GiB, then multiples of 3600 GiB
-# (aws-fsx-csi-driver examples/kubernetes/dynamic_provisioning/README.md).
-FSX_SIZES_GIB = (1200, 2400)
-FSX_STEP_GIB = 3600
+# FSx for Lustre SSD capacity (PERSISTENT_2): 1.2 TiB, 2.4 TiB, then increments of 2.4 TiB
+# (docs.aws.amazon.com/fsx/latest/LustreGuide/managing-storage-capacity.html, as storage.yaml
+# cites; the 3.6 TiB steps in the CSI driver's older examples are SCRATCH_1's).
+FSX_MIN_GIB = 1200
+FSX_STEP_GIB = 2400
 
 
 def _cache_gib(ctx: RenderContext) -> int:
     return ctx.cache_volume_bytes // GIB
 
 
-def _fsx_gib(need_gib: int) -> int:
-    for size in FSX_SIZES_GIB:
-        if need_gib <= size:
-            return size
+def fsx_capacity_gib(need_gib: int) -> int:
+    """The smallest valid FSx for Lustre SSD capacity that holds ``need_gib``."""
+    if need_gib <= FSX_MIN_GIB:
+        return FSX_MIN_GIB
     return math.ceil(need_gib / FSX_STEP_GIB) * FSX_STEP_GIB
 
 
@@ -68,7 +69,8 @@ def _storage_class(ctx: RenderContext) -> dict[str, Any]:
     if ctx.cache == "fsx-lustre":
         provisioner = "fsx.csi.aws.com"
         params = {"subnetId": o.fsx_subnet_id, "securityGroupIds": o.fsx_security_group_ids,
-                  "deploymentType": "SCRATCH_2"}
+                  # the file system the planner timed and priced (PERSISTENT_2-125)
+                  "deploymentType": "PERSISTENT_2", "perUnitStorageThroughput": "125"}
     else:
         provisioner = "efs.csi.aws.com"
         params = {"provisioningMode": "efs-ap", "fileSystemId": o.efs_file_system_id,
@@ -86,7 +88,7 @@ def cache_objects(ctx: RenderContext) -> list[dict[str, Any]]:
     if ctx.cache == "s3":
         return []
     need = _cache_gib(ctx)
-    size = _fsx_gib(need) if ctx.cache == "fsx-lustre" else need  # EFS ignores the size
+    size = fsx_capacity_gib(need) if ctx.cache == "fsx-lustre" else need  # EFS ignores the size
     pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
            "metadata": {"name": f"{ctx.name}-model-cache", "namespace": ctx.namespace,
                         "labels": dict(ctx.labels)},

@@ -23,6 +23,7 @@ from eksplain.datafiles import read_yaml
 from eksplain.errors import RenderError
 from eksplain.estimate import EstimateRequest, run_estimate
 from eksplain.hardware import Accelerator, HardwareCatalog, InstanceType, find_instance
+from eksplain.render.cache import fsx_capacity_gib
 from eksplain.render.context import RenderContext, RenderOptions, pod_size, short_name
 from eksplain.render.workload import (
     SCANNER_SKIPS,
@@ -45,10 +46,6 @@ __all__ = ["TRAINING_TASKS", "TrainingLayout", "fsx_objects", "job_set", "networ
 TRAINING_TASKS = ("fine-tuning", "pre-training")
 Recompute = Literal["none", "selective", "full"]
 TRAIN_MOUNT = "/mnt/train"  # the FSx volume: data/, checkpoints/, hf/
-# FSx for Lustre SSD capacity for PERSISTENT_2: 1200 GiB, 2400 GiB, then increments of 2400 GiB
-# (Amazon FSx API reference, CreateFileSystem StorageCapacity).
-FSX_MIN_GIB = 1200
-FSX_STEP_GIB = 2400
 FSX_THROUGHPUT_MB_PER_TIB = "125"  # PERSISTENT_2-125, as checkpoint.py assumes
 JOBSET_JOB = "node"  # the JobSet's one replicated job; pods are <name>-node-0-<rank>
 
@@ -75,10 +72,7 @@ class TrainingLayout:
 
 
 def _fsx_bytes(need_bytes: int) -> int:
-    need_gib = math.ceil(need_bytes / GIB)
-    if need_gib <= FSX_MIN_GIB:
-        return FSX_MIN_GIB * GIB
-    return (FSX_MIN_GIB + math.ceil((need_gib - FSX_MIN_GIB) / FSX_STEP_GIB) * FSX_STEP_GIB) * GIB
+    return fsx_capacity_gib(math.ceil(need_bytes / GIB)) * GIB
 
 
 def _checkpoint_storage_bytes(spec: WorkloadSpec, choice: Candidate,

@@ -759,3 +759,29 @@ def test_fsx_capacities_are_valid_sizes() -> None:
     # 1.2 TiB, 2.4 TiB, then increments of 2.4 TiB (PERSISTENT_2 and SCRATCH_2 SSD).
     assert [fsx_capacity_gib(n) for n in (1, 1200, 1201, 2400, 2401, 4800, 4801)] == [
         1200, 1200, 2400, 2400, 4800, 4800, 7200]
+
+
+def test_render_from_plan_json(runner: CliRunner, tmp_path: Path) -> None:
+    # `eksplain plan --json` carries its spec and format version; render rebuilds the same plan
+    # and refuses a file from another format or one whose choice this version would not make.
+    spec = EXAMPLES / "chat-llama-3.1-8b.yaml"
+    plan_json = tmp_path / "plan.json"
+    plan_json.write_text(runner.invoke(app, ["plan", str(spec), "--json"]).output)
+    from_plan = runner.invoke(app, ["render", str(plan_json), "--stdout", "--check"])
+    from_spec = runner.invoke(app, ["render", str(spec), "--stdout"])
+    assert from_plan.exit_code == 0, from_plan.output
+    assert from_plan.output == from_spec.output
+    data = json.loads(plan_json.read_text())
+    for field, value, named in (("plan_format", 0, "plan_format is 0"),
+                                ("spec", None, "spec is missing"),
+                                ("choice", {"label": "g6e.2xlarge, TP=1, fp8"}, "choice.label")):
+        edited = tmp_path / f"{field}.json"
+        edited.write_text(json.dumps({**data, field: value}))
+        result = runner.invoke(app, ["render", str(edited), "--stdout"])
+        assert result.exit_code == 2, (field, result.output)
+        assert named in " ".join(result.output.split()), (field, result.output)
+    bad_spec = tmp_path / "bad-spec.json"
+    bad_spec.write_text(json.dumps({**data, "spec": {**data["spec"], "task": "dancing"}}))
+    result = runner.invoke(app, ["render", str(bad_spec), "--stdout"])
+    assert result.exit_code == 2
+    assert "spec: task" in " ".join(result.output.split())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from eksplain.render.output import file_texts, stream, write_files
 from eksplain.search import Plan
 from eksplain.search import plan as run_plan
 from eksplain.serialize import (
+    PLAN_FORMAT,
     hardware_row_dict,
     model_entry_dict,
     plan_dict,
@@ -64,6 +66,7 @@ __all__ = [
     "GlossaryEntry",
     "HardwareRow",
     "Plan",
+    "PlanFile",
     "RenderOptions",
     "Rendered",
     "SimulateOptions",
@@ -75,6 +78,7 @@ __all__ = [
     "glossary",
     "hardware",
     "hardware_row_dict",
+    "load_plan_json",
     "load_price_file",
     "load_spec",
     "load_trace",
@@ -136,15 +140,50 @@ class Rendered:
     written: tuple[Path, ...]
 
 
+@dataclass(frozen=True)
+class PlanFile:
+    """What ``eksplain render PLAN.json`` needs from ``eksplain plan --json``: the spec it
+    answers and the configuration it chose (checked against a fresh plan of that spec)."""
+
+    spec: WorkloadSpec
+    choice_label: str
+
+
+def load_plan_json(path: Path) -> PlanFile:
+    """Read the JSON of ``eksplain plan --json``; errors name the field that is wrong."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"Cannot read {path}: {exc.strerror}.") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON (line {exc.lineno}: {exc.msg}).") from exc
+    where = f"{path}"
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: a plan JSON is an object, as `eksplain plan --json` prints.")
+    if data.get("plan_format") != PLAN_FORMAT:
+        raise InputError(f"{where}: plan_format is {data.get('plan_format')!r}, this eksplain "
+                         f"reads {PLAN_FORMAT}.",
+                         hint="re-run `eksplain plan SPEC --json` with this version")
+    if not isinstance(data.get("spec"), dict):
+        raise InputError(f"{where}: spec is missing; it is what the plan answers.",
+                         hint="re-run `eksplain plan SPEC --json` with this version")
+    choice = data.get("choice")
+    label = choice.get("label") if isinstance(choice, dict) else None
+    if not isinstance(label, str):
+        raise InputError(f"{where}: choice.label is missing: the plan chose nothing to render.")
+    return PlanFile(spec_from_dict(data["spec"], f"{where}: spec"), label)
+
+
 def render(spec: WorkloadSpec, out_dir: Path | None = None, *, check: bool = False,
            force: bool = False, options: RenderOptions | None = None,
-           offerings: tuple[Offering, ...] = ()) -> Rendered:
+           offerings: tuple[Offering, ...] = (), expect_choice: str | None = None) -> Rendered:
     """Plan the spec and render its manifests; with ``out_dir``, write one file per concern,
     a kustomization.yaml and a README.md there.
 
     ``check`` validates every object (schemas, then cross-object checks) and raises
     ``RenderError`` listing each finding, writing nothing, when any fails. An existing
     ``out_dir`` is refused unless ``force``; files the render did not write are never touched.
+    ``expect_choice`` (a plan JSON's ``choice.label``) must be what planning the spec chooses.
     """
     check_spec(spec)
     opts = options or RenderOptions()
@@ -152,6 +191,12 @@ def render(spec: WorkloadSpec, out_dir: Path | None = None, *, check: bool = Fal
     if offerings:
         catalog = dataclasses.replace(catalog, offerings=offerings + catalog.offerings)
     result = run_plan(spec, catalog)
+    chosen = result.choice.label if result.choice else None
+    if expect_choice is not None and chosen != expect_choice:
+        raise RenderError(f"plan JSON: choice.label is {expect_choice!r}, but planning its spec "
+                          f"now chooses {chosen!r} (another eksplain version, other prices, or "
+                          "an edited file).",
+                          hint="re-run `eksplain plan SPEC --json`, or render the spec itself")
     manifests = render_plan(spec, result, resolve_model(spec.model), catalog, opts)
     findings: tuple[Finding, ...] = ()
     if check:

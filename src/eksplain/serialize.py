@@ -15,8 +15,13 @@ if TYPE_CHECKING:
     from eksplain.search.plan import Candidate, Plan
     from eksplain.sim.metrics import LatencySummary
     from eksplain.sim.scenario import Simulation
+    from eksplain.spec import WorkloadSpec
+
+# Version of the plan JSON that `eksplain render PLAN.json` reads; raise it when keys change.
+PLAN_FORMAT = 1
 
 __all__ = [
+    "PLAN_FORMAT",
     "estimate_dict",
     "explanation_dict",
     "glossary_entry_dict",
@@ -192,9 +197,16 @@ def _extra(value: object) -> object:
     return value
 
 
-def plan_dict(p: Plan, top: int | None = None) -> dict[str, Any]:
+def plan_dict(p: Plan, top: int | None = None, spec: WorkloadSpec | None = None,
+              ) -> dict[str, Any]:
+    """A plan's JSON; with ``spec``, also the spec it answers and the eksplain version, so that
+    ``eksplain render PLAN.json`` can rebuild and check it."""
     alternatives = p.alternatives[:top] if top is not None else p.alternatives
+    head: dict[str, Any] = {}
+    if spec is not None:
+        head = {"plan_format": PLAN_FORMAT, "spec": spec.model_dump(mode="json")}
     return {
+        **head,
         "task": p.task,
         "model": p.model_id,
         "choice": _candidate_dict(p.choice) if p.choice else None,

@@ -177,7 +177,7 @@ def plan(
 ) -> None:
     """The cheapest configuration that meets a workload spec, with alternatives and reasons."""
 
-    def call() -> api.Plan:
+    def call() -> tuple[api.WorkloadSpec, api.Plan]:
         if spec is not None:
             workload = api.load_spec(spec)
         else:
@@ -192,11 +192,11 @@ def plan(
                     quick["slo"][key] = value
             workload = api.spec_from_dict(quick, "command-line spec")
         offerings = api.load_price_file(price_file) if price_file else ()
-        return api.plan(workload, offerings)
+        return workload, api.plan(workload, offerings)
 
-    result = _call(call)
+    workload, result = _call(call)
     if json_output:
-        _print_json(api.plan_dict(result, None if explain else top))
+        _print_json(api.plan_dict(result, None if explain else top, workload))
         return
     from eksplain.cli.format import plan_lines
 
@@ -208,7 +208,7 @@ def plan(
 @app.command()
 def render(
     spec: Annotated[Path, typer.Argument(
-        help="Workload spec (YAML) of a serving or training workload.")],
+        help="Workload spec (YAML), or the JSON of `eksplain plan --json`.")],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Directory to write the manifests to.")] = None,
     stdout: Annotated[bool, typer.Option(
@@ -242,6 +242,10 @@ def render(
             autoscaler="keda" if autoscaler == "keda" else "hpa",
             hf_token_secret=hf_token_secret, model_bucket=model_bucket)
         offerings = api.load_price_file(price_file) if price_file else ()
+        if spec.suffix.lower() == ".json":
+            planned = api.load_plan_json(spec)
+            return api.render(planned.spec, output, check=check, force=force, options=options,
+                              offerings=offerings, expect_choice=planned.choice_label)
         return api.render(api.load_spec(spec), output, check=check, force=force,
                           options=options, offerings=offerings)
 

@@ -8,10 +8,12 @@ The public Python API is the facade in ``eksplain.api``, re-exported here::
     est.memory.total_bytes, est.fits
 """
 
+# The `explain` sub-package is imported before the facade's `explain` function is bound to the
+# same name, so that a later import of the sub-package cannot shadow the function.
+import eksplain.explain as _explain_package  # noqa: F401
 from eksplain.api import (
     Estimate,
     EstimateRequest,
-    Explanation,
     HardwareRow,
     Plan,
     WorkloadSpec,
@@ -38,7 +40,6 @@ __all__ = [
     "EksplainError",
     "Estimate",
     "EstimateRequest",
-    "Explanation",
     "HardwareRow",
     "InfeasibleError",
     "InputError",

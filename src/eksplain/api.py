@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,9 +30,6 @@ from typing import TYPE_CHECKING
 from eksplain.catalog import ModelEntry, load_models, resolve_model
 from eksplain.errors import InputError, RenderError
 from eksplain.estimate import Estimate, EstimateRequest, run_estimate
-from eksplain.explain import Explanation, GlossaryEntry
-from eksplain.explain import explain as run_explain
-from eksplain.explain import glossary as load_glossary_entries
 from eksplain.hardware import (
     InstanceType,
     Offering,
@@ -39,9 +37,6 @@ from eksplain.hardware import (
     load_catalog,
     offering_for,
 )
-from eksplain.render import Manifests, RenderOptions, render_plan
-from eksplain.render.context import check_spec
-from eksplain.render.output import file_texts, stream, write_files
 from eksplain.search import Plan
 from eksplain.search import plan as run_plan
 from eksplain.serialize import (
@@ -51,13 +46,31 @@ from eksplain.serialize import (
     plan_dict,
     simulation_dict,
 )
-from eksplain.sim import Trace, parse_trace
-from eksplain.sim.scenario import SimulateOptions, Simulation, simulate_plan
 from eksplain.spec import WorkloadSpec, load_spec, spec_from_dict, spec_schema
 from eksplain.units import parse_bytes
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when first used: explain, render and simulate load on demand
+    from eksplain.explain import Explanation, GlossaryEntry
+    from eksplain.render import Manifests, RenderOptions
     from eksplain.render.check import Finding
+    from eksplain.sim import Trace
+    from eksplain.sim.scenario import SimulateOptions, Simulation
+
+# Names of the use cases' types that front ends reach through the facade; their modules load
+# on first use so that every command does not pay for all of them at start-up.
+_LAZY = {
+    "Explanation": "eksplain.explain", "GlossaryEntry": "eksplain.explain",
+    "Manifests": "eksplain.render", "RenderOptions": "eksplain.render",
+    "Trace": "eksplain.sim", "SimulateOptions": "eksplain.sim.scenario",
+    "Simulation": "eksplain.sim.scenario",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 __all__ = [
     "Estimate",
@@ -121,11 +134,15 @@ def explain(term: str, model: str | None = None, hardware: str | None = None,
             input_tokens: int = 512, output_tokens: int = 256) -> Explanation:
     """A glossary term (key, name or alias): its definition, why it matters, where eksplain
     uses it, and its figures for the workload (Llama-3.1-8B on an H100 when none is given)."""
+    from eksplain.explain import explain as run_explain
+
     return run_explain(term, model, hardware, input_tokens, output_tokens)
 
 
 def glossary() -> tuple[GlossaryEntry, ...]:
     """Every glossary entry, in the seed glossary's order."""
+    from eksplain.explain import glossary as load_glossary_entries
+
     return load_glossary_entries()
 
 
@@ -185,6 +202,10 @@ def render(spec: WorkloadSpec, out_dir: Path | None = None, *, check: bool = Fal
     ``out_dir`` is refused unless ``force``; files the render did not write are never touched.
     ``expect_choice`` (a plan JSON's ``choice.label``) must be what planning the spec chooses.
     """
+    from eksplain.render import RenderOptions, render_plan
+    from eksplain.render.context import check_spec
+    from eksplain.render.output import file_texts, write_files
+
     check_spec(spec)
     opts = options or RenderOptions()
     catalog = load_catalog()
@@ -214,6 +235,8 @@ def render(spec: WorkloadSpec, out_dir: Path | None = None, *, check: bool = Fal
 
 def render_stream(rendered: Rendered) -> str:
     """All rendered objects as one multi-document YAML stream, in apply order."""
+    from eksplain.render.output import stream
+
     return stream(rendered.manifests)
 
 
@@ -286,6 +309,8 @@ def simulate(spec: WorkloadSpec, options: SimulateOptions | None = None,
     chosen = run_plan(spec, catalog)
     if chosen.choice is None:  # pragma: no cover - plan raises InfeasibleError first
         raise InputError("The plan chose nothing to simulate.")
+    from eksplain.sim.scenario import SimulateOptions, simulate_plan
+
     return simulate_plan(spec, chosen.choice, catalog, options or SimulateOptions(), progress)
 
 
@@ -295,4 +320,6 @@ def load_trace(path: Path) -> Trace:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"Cannot read the trace {path}: {exc.strerror}.") from exc
+    from eksplain.sim import parse_trace
+
     return parse_trace(text.splitlines(), str(path))

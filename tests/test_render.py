@@ -306,6 +306,17 @@ def test_rayjob_launcher() -> None:
     assert "num_workers=64" in readme
 
 
+def test_cli_renders_the_pretrain_example_as_a_checked_rayjob(tmp_path: Path) -> None:
+    spec = tmp_path / "pretrain-ray.yaml"
+    spec.write_text((EXAMPLES / "pretrain-7b-1t.yaml").read_text()
+                    + "render: {training_launcher: rayjob}\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["render", str(spec), "-o", str(out), "--check"])
+    assert result.exit_code == 0, result.output
+    docs = list(yaml.safe_load_all((out / "30-training-job.yaml").read_text()))
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "RayJob"]
+
+
 def test_rayjob_workers_above_the_pool_limit_and_open_cluster_are_named() -> None:
     """Nine workers on a NodePool capped at eight nodes' GPUs: the pool and the quota name it
     (the head packs beside a worker, so it adds no node); a group that may scale, and a

@@ -304,6 +304,8 @@ def test_rayjob_launcher() -> None:
     assert "KubeRay operator" in readme
     assert "Ray Train, not torchrun" in readme
     assert "num_workers=64" in readme
+    operator = _find(manifests, "NetworkPolicy")["spec"]["ingress"][1]
+    assert operator["ports"] == [{"protocol": "TCP", "port": 8265}]
 
 
 def test_cli_renders_the_pretrain_example_as_a_checked_rayjob(tmp_path: Path) -> None:

@@ -73,9 +73,14 @@ def _build_training(ctx: RenderContext) -> Manifests:
         ("10-nodes.yaml", [ec2_node_class(ctx), node_pool(ctx)]),
         ("20-storage.yaml", t.storage_objects(ctx)),
         ("30-training-job.yaml", [w.service_account(ctx), _training_job(ctx)]),
-        ("40-network.yaml", [t.network_policy(ctx)]),
+        ("40-network.yaml", [_training_network_policy(ctx)]),
     ]
     return Manifests(tuple((name, tuple(objs)) for name, objs in files), ctx)
+
+
+def _training_network_policy(ctx: RenderContext) -> dict[str, Any]:
+    ray = t.layout_of(ctx).launcher == "rayjob"
+    return rayjob.ray_network_policy(ctx) if ray else t.network_policy(ctx)
 
 
 def _training_job(ctx: RenderContext) -> dict[str, Any]:

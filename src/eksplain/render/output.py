@@ -83,6 +83,8 @@ _WHAT_TRAINING = {
               "(KubeRay)",
     "NetworkPolicy": "admits traffic from the job's own pods only",
 }
+_WHAT_RAY = {**_WHAT_TRAINING, "NetworkPolicy": "admits traffic from the job's own pods, and "
+             "the KubeRay operator to the head's dashboard"}
 
 
 _LAUNCHERS = {"pytorchjob": "Kubeflow training operator (PyTorchJob v1)",
@@ -130,7 +132,10 @@ def _launch_lines(ctx: RenderContext, t: TrainingLayout) -> list[str]:
                "NCCL falls back to TCP." if t.efa_per_pod else "")
             + " The head is a small CPU pod on one of the GPU nodes (the "
             "workers are sized to leave it room); the cluster is deleted "
-            f"{row['ttl_after_finished_s']} s after the job ends. The script reads the plan's "
+            f"{row['ttl_after_finished_s']} s after the job ends. The NetworkPolicy admits "
+            "pods labelled `app.kubernetes.io/name: kuberay-operator` (any namespace) to the "
+            f"dashboard port {row['dashboard_port']}, where the operator follows the job: "
+            "change the label if your operator's differs. The script reads the plan's "
             "layout from the environment:"]
 
 
@@ -141,7 +146,8 @@ def _training_readme(manifests: Manifests, t: TrainingLayout) -> str:
              "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
              f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1 and "
              f"the {_LAUNCHERS[t.launcher]}, and each other.", "",
-             *_objects(manifests, _WHAT_TRAINING), "",
+             *_objects(manifests, _WHAT_RAY if t.launcher == "rayjob" else _WHAT_TRAINING),
+             "",
              "## What the container must run", "",
              *_launch_lines(ctx, t), "",
              f"- `EKSPLAIN_TP`={t.tp}, `EKSPLAIN_PP`={t.pp}, `EKSPLAIN_DP`={t.dp}: tensor, "

@@ -19,7 +19,7 @@ import dataclasses
 from typing import Any
 
 from eksplain.render.context import RenderContext
-from eksplain.render.training import layout_of, pod_spec
+from eksplain.render.training import layout_of, network_policy, pod_spec
 from eksplain.render.workload import (
     SCANNER_SKIPS,
     TMP_BYTES,
@@ -31,8 +31,10 @@ from eksplain.render.workload import (
 )
 from eksplain.units import GIB
 
-__all__ = ["WORKER_GROUP", "ray_job"]
+__all__ = ["KUBERAY_OPERATOR_LABELS", "WORKER_GROUP", "ray_job", "ray_network_policy"]
 
+# The label the KubeRay Helm chart gives the operator's pods (not checked against the chart).
+KUBERAY_OPERATOR_LABELS = {"app.kubernetes.io/name": "kuberay-operator"}
 WORKER_GROUP = "gpu"  # the one worker group; KubeRay names its pods <cluster>-gpu-worker-<id>
 _RAY_NODE = ("a Ray node's health is KubeRay's to watch (it recreates a failed pod); a failed job "
              "is retried and resumes from its last checkpoint")
@@ -170,3 +172,16 @@ def ray_job(ctx: RenderContext) -> dict[str, Any]:
                                "workerGroupSpecs": [_worker_group(ctx)]},
         },
     }
+
+
+def ray_network_policy(ctx: RenderContext) -> dict[str, Any]:
+    """The training NetworkPolicy, plus the KubeRay operator (in whatever namespace it runs)
+    to the head's dashboard port: the operator follows the job's status through the
+    dashboard's HTTP API, and a job it cannot see never finishes."""
+    policy = network_policy(ctx)
+    port = int(_row(ctx)["dashboard_port"])
+    policy["spec"]["ingress"].append({
+        "from": [{"namespaceSelector": {}, "podSelector": {"matchLabels":
+                                                           dict(KUBERAY_OPERATOR_LABELS)}}],
+        "ports": [{"protocol": "TCP", "port": port}]})
+    return policy

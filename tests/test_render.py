@@ -230,11 +230,15 @@ def test_ingress_to_a_missing_service_or_port_is_named() -> None:
     assert "Service 'chat' is not in the render" in finding.message
 
 
-def _jobset(name: str) -> Manifests:
+def _launched(name: str, launcher: str) -> Manifests:
     spec = _spec(name)
     spec = spec.model_copy(update={"render": spec.render.model_copy(
-        update={"training_launcher": "jobset"})})
+        update={"training_launcher": launcher})})
     return render_plan(spec, _plan(name), resolve_model(spec.model), _catalog(), RenderOptions())
+
+
+def _jobset(name: str) -> Manifests:
+    return _launched(name, "jobset")
 
 
 def test_jobset_launcher() -> None:
@@ -263,6 +267,89 @@ def test_jobset_wrong_rendezvous_and_missing_pool_are_named() -> None:
     findings = sorted(f.field for f in _check(tuple(objs)) if f.object.startswith("JobSet/"))
     assert findings == ["spec.replicatedJobs[0].template.spec.template.spec.containers[0].args",
                         "spec.replicatedJobs[0].template.spec.template.spec.nodeSelector"]
+
+
+def _ray_groups(objs: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    cluster = _find(objs, "RayJob")["spec"]["rayClusterSpec"]
+    return cluster["headGroupSpec"], cluster["workerGroupSpecs"][0]
+
+
+def test_rayjob_launcher() -> None:
+    """render.training_launcher: rayjob gives a RayJob whose fixed worker group is the plan's 8
+    nodes with the PyTorchJob pod's devices, environment and volume, a CPU head beside them on
+    the same NodePool, and a cluster deleted after the job; it checks clean."""
+    manifests = _launched("pretrain-7b-1t", "rayjob")
+    assert _check(manifests.objects) == ()
+    assert not any(o["kind"] in ("PyTorchJob", "JobSet") for o in manifests.objects)
+    job = _find(manifests, "RayJob")
+    assert job["spec"]["submissionMode"] == "K8sJobMode"
+    assert job["spec"]["shutdownAfterJobFinishes"] is True
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
+    assert job["spec"]["entrypoint"] == "python /opt/train/train.py"
+    head, workers = _ray_groups(manifests.objects)
+    assert (workers["replicas"], workers["minReplicas"], workers["maxReplicas"]) == (8, 8, 8)
+    worker = workers["template"]["spec"]
+    reference = _job_pod(_render("pretrain-7b-1t").objects, "Worker")
+    assert worker["nodeSelector"] == reference["nodeSelector"]
+    assert worker["volumes"] == reference["volumes"]
+    wanted = {e["name"]: e["value"] for e in reference["containers"][0]["env"]}
+    assert {e["name"]: e["value"] for e in worker["containers"][0]["env"]} == wanted
+    requests = worker["containers"][0]["resources"]["requests"]
+    assert (requests["nvidia.com/gpu"], requests["vpc.amazonaws.com/efa"]) == ("8", "16")
+    head_requests = head["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert "nvidia.com/gpu" not in head_requests
+    assert head["template"]["spec"]["nodeSelector"] == reference["nodeSelector"]
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    readme = dict(file_texts(manifests))["README.md"]
+    assert "KubeRay operator" in readme
+    assert "Ray Train, not torchrun" in readme
+    assert "num_workers=64" in readme
+    operator = _find(manifests, "NetworkPolicy")["spec"]["ingress"][1]
+    assert operator["ports"] == [{"protocol": "TCP", "port": 8265}]
+
+
+def test_cli_renders_the_pretrain_example_as_a_checked_rayjob(tmp_path: Path) -> None:
+    spec = tmp_path / "pretrain-ray.yaml"
+    spec.write_text((EXAMPLES / "pretrain-7b-1t.yaml").read_text()
+                    + "render: {training_launcher: rayjob}\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["render", str(spec), "-o", str(out), "--check"])
+    assert result.exit_code == 0, result.output
+    docs = list(yaml.safe_load_all((out / "30-training-job.yaml").read_text()))
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "RayJob"]
+
+
+def test_rayjob_workers_above_the_pool_limit_and_open_cluster_are_named() -> None:
+    """Nine workers on a NodePool capped at eight nodes' GPUs: the pool and the quota name it
+    (the head packs beside a worker, so it adds no node); a group that may scale, and a
+    cluster kept after the job, are named on the RayJob."""
+    objs = copy.deepcopy(list(_launched("pretrain-7b-1t", "rayjob").objects))
+    _, workers = _ray_groups(tuple(objs))
+    workers["replicas"] = workers["maxReplicas"] = 9
+    _find(tuple(objs), "RayJob")["spec"]["shutdownAfterJobFinishes"] = False
+    findings = _check(tuple(objs))
+    assert "needs 9 p5en.48xlarge nodes at its maximum replicas (11 pods)" in _only(
+        findings, "NodePool").message
+    assert "at least 72" in _only(findings, "ResourceQuota").message
+    ray = sorted(f.field for f in findings if f.object.startswith("RayJob/"))
+    assert ray == ["spec.rayClusterSpec.workerGroupSpecs[0]", "spec.shutdownAfterJobFinishes"]
+
+
+def test_rayjob_on_a_missing_pool_is_named_for_every_pod() -> None:
+    objs = [o for o in _launched("pretrain-7b-1t", "rayjob").objects if o["kind"] != "NodePool"]
+    fields = sorted(f.field for f in _check(tuple(objs)) if f.object.startswith("RayJob/"))
+    assert fields == ["spec.rayClusterSpec.headGroupSpec.template.spec.nodeSelector",
+                      "spec.rayClusterSpec.workerGroupSpecs[0].template.spec.nodeSelector",
+                      "spec.submitterPodTemplate.spec.nodeSelector"]
+
+
+def test_rayjob_launcher_is_validated_and_refused_on_trainium() -> None:
+    spec = _spec("pretrain-7b-1t").model_dump()
+    spec["render"] = {"training_launcher": "rayjobs"}
+    with pytest.raises(ValueError, match=r"pytorchjob.*jobset.*rayjob"):
+        WorkloadSpec.model_validate(spec)
+    with pytest.raises(RenderError, match="RayJobs for GPU instances only"):
+        _launched("finetune-trainium", "rayjob")
 
 
 def test_training_storage_holds_two_checkpoints() -> None:
@@ -402,8 +489,9 @@ def test_golden_files(name: str, autoscaler: str) -> None:
 
 
 def _pods_of_custom_workloads(manifests: Manifests) -> list[dict[str, Any]]:
-    """checkov does not read PyTorchJobs, JobSets or LeaderWorkerSets: their pod templates as
-    Pods, with the templates' labels and annotations, so that its pod checks see them."""
+    """checkov does not read PyTorchJobs, JobSets, RayJobs or LeaderWorkerSets: their pod
+    templates as Pods, with the templates' labels and annotations, so that its pod checks see
+    them."""
     pods = []
     for pt in pod_templates(list(manifests.objects)):
         if pt.workload["kind"] in ("Deployment", "Job"):
@@ -421,8 +509,8 @@ def _pods_of_custom_workloads(manifests: Manifests) -> list[dict[str, Any]]:
 
 def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     """checkov's Kubernetes checks on every example (HPA and KEDA, a shared model cache, NLB and
-    ALB exposure, a LeaderWorkerSet, a JobSet), with the pods of custom workloads scanned as
-    Pods: no failure; every skip is annotated on its object with the reason."""
+    ALB exposure, a LeaderWorkerSet, a JobSet, a RayJob), with the pods of custom workloads
+    scanned as Pods: no failure; every skip is annotated on its object with the reason."""
     checkov = shutil.which("checkov")
     if checkov is None:
         pytest.fail("checkov is not installed: pip install -e '.[dev]'")
@@ -434,6 +522,7 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
                                   plan=_with_cache("chat-llama-3.1-8b", "fsx-lustre"))
     renders["chat-lws"] = _render("chat-llama-3.1-8b", plan=_wide_plan())
     renders["pretrain-jobset"] = _jobset("pretrain-7b-1t")
+    renders["pretrain-rayjob"] = _launched("pretrain-7b-1t", "rayjob")
     pods = 0
     for label, manifests in renders.items():
         write_files(file_texts(manifests), tmp_path / label, force=False)

@@ -120,9 +120,10 @@ class Constraints(_Strict):
 class RenderChoices(_Strict):
     """How ``eksplain render`` builds the plan's objects; no effect on the plan itself."""
 
-    training_launcher: Literal["pytorchjob", "jobset"] = Field(
+    training_launcher: Literal["pytorchjob", "jobset", "rayjob"] = Field(
         default="pytorchjob", description="training: a Kubeflow PyTorchJob (needs the training "
-        "operator) or a JobSet (needs the JobSet controller)")
+        "operator), a JobSet (needs the JobSet controller) or a KubeRay RayJob (needs the "
+        "KubeRay operator; the script uses Ray Train)")
     expose: Literal["none", "nlb", "alb"] = Field(
         default="none", description="serving: reach the server from outside the cluster through "
         "the AWS Load Balancer Controller, an internal NLB (Service) or ALB (Ingress); none "

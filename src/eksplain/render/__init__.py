@@ -17,7 +17,7 @@ from typing import Any
 
 from eksplain.catalog import Model
 from eksplain.hardware import HardwareCatalog
-from eksplain.render import batch
+from eksplain.render import batch, rayjob
 from eksplain.render import training as t
 from eksplain.render import workload as w
 from eksplain.render.cache import cache_objects, cache_volume
@@ -72,10 +72,20 @@ def _build_training(ctx: RenderContext) -> Manifests:
         ("00-namespace.yaml", [w.namespace(ctx), w.resource_quota(ctx)]),
         ("10-nodes.yaml", [ec2_node_class(ctx), node_pool(ctx)]),
         ("20-storage.yaml", t.storage_objects(ctx)),
-        ("30-training-job.yaml", [w.service_account(ctx), t.training_job(ctx)]),
-        ("40-network.yaml", [t.network_policy(ctx)]),
+        ("30-training-job.yaml", [w.service_account(ctx), _training_job(ctx)]),
+        ("40-network.yaml", [_training_network_policy(ctx)]),
     ]
     return Manifests(tuple((name, tuple(objs)) for name, objs in files), ctx)
+
+
+def _training_network_policy(ctx: RenderContext) -> dict[str, Any]:
+    ray = t.layout_of(ctx).launcher == "rayjob"
+    return rayjob.ray_network_policy(ctx) if ray else t.network_policy(ctx)
+
+
+def _training_job(ctx: RenderContext) -> dict[str, Any]:
+    launcher = t.layout_of(ctx).launcher
+    return rayjob.ray_job(ctx) if launcher == "rayjob" else t.training_job(ctx)
 
 
 def _build_batch(ctx: RenderContext, deadline_s: float) -> Manifests:

@@ -3,11 +3,13 @@
     nodes        every pod's nodeSelector is provided by an emitted NodePool (its template
                  labels or single-valued In requirements), the pod tolerates its taints, and
                  the NodePool's limits leave room for the nodes the maximum replicas need
+                 (pods without devices, such as a Ray head, packed beside the device pods)
     capacity     a pod's requests (EFA interfaces included) fit the allocatable of the
                  NodePool's instance type
     quota        the namespace's ResourceQuota covers the most the autoscaler asks for
     launchers    a PyTorchJob starts one torchrun process per GPU its pods request; torchrun
-                 under a JobSet points at the JobSet's first pod
+                 under a JobSet points at the JobSet's first pod; a RayJob's worker groups are
+                 fixed in size and its cluster is deleted when the job ends
     references   PVC, StorageClass, Secret, ConfigMap and ServiceAccount names resolve
     scaling      HPA / KEDA targets and PDB / Service / NetworkPolicy / ServiceMonitor selectors
                  match the pods, and named ports exist
@@ -140,6 +142,41 @@ def _nodes_needed(objs: list[Obj], pt: PodTemplate, have: dict[str, int]) -> int
     return math.ceil(_max_replicas(objs, pt) / per_node)
 
 
+def _uses_devices(pt: PodTemplate) -> bool:
+    """Whether the pod asks for an extended resource (GPUs, Neuron devices, EFA)."""
+    return any(v > 0 and k not in ("cpu", "memory", "ephemeral-storage", "pods")
+               for k, v in pod_requests(pt.spec).items())
+
+
+def _pool_nodes(objs: list[Obj], templates: list[PodTemplate], have: dict[str, int]) -> int:
+    """Nodes a workload's templates need on one NodePool: the device pods packed by their own
+    requests, then the pods without devices (a Ray head, a job submitter) first-fit into what
+    those nodes leave free, on nodes of their own when they do not fit."""
+    devices = [pt for pt in templates if _uses_devices(pt)]
+    nodes = sum(_nodes_needed(objs, pt, have) for pt in devices)
+    free = [_left_on_node(pt, have) for pt in devices
+            for _ in range(_nodes_needed(objs, pt, have))]
+    for pt in (pt for pt in templates if not _uses_devices(pt)):
+        asked = {k: v for k, v in pod_requests(pt.spec).items() if k in have}
+        for _ in range(_max_replicas(objs, pt)):
+            node = next((n for n in free if all(n.get(k, 0) >= v for k, v in asked.items())),
+                        None)
+            if node is None:
+                node = dict(have)
+                free.append(node)
+                nodes += 1
+            for k, v in asked.items():
+                node[k] = node.get(k, 0) - v
+    return nodes
+
+
+def _left_on_node(pt: PodTemplate, have: dict[str, int]) -> dict[str, int]:
+    """What a node full of the template's pods leaves free."""
+    asked = {k: v for k, v in pod_requests(pt.spec).items() if v > 0 and k in have}
+    per_node = min((have[k] // v for k, v in asked.items()), default=1)
+    return {k: have[k] - per_node * asked.get(k, 0) for k in have}
+
+
 def _check_pool_limits(objs: list[Obj], templates: list[PodTemplate], pool: Obj,
                        catalog: HardwareCatalog) -> Iterator[Finding]:
     """Karpenter stops launching nodes at the NodePool's limits (counted in node capacity):
@@ -150,7 +187,7 @@ def _check_pool_limits(objs: list[Obj], templates: list[PodTemplate], pool: Obj,
     if inst is None or not limits:
         return
     have = _amounts(inst.allocatable)
-    nodes = sum(_nodes_needed(objs, pt, have) for pt in templates)
+    nodes = _pool_nodes(objs, templates, have)
     pods = sum(_max_replicas(objs, pt) for pt in templates)
     capacity = _amounts(inst.capacity)
     workload = object_ref(templates[0].workload)
@@ -214,10 +251,29 @@ def _check_rendezvous(objs: list[Obj]) -> Iterator[Finding]:
                                   f"use {expected}")
 
 
+def _check_ray_jobs(objs: list[Obj]) -> Iterator[Finding]:
+    """A training RayJob's cluster is the plan's nodes, no more and no fewer, and goes away
+    when the job ends: KubeRay's default keeps it, and its GPUs, until someone deletes it."""
+    for job in kind_of(objs, "RayJob"):
+        spec = job["spec"]
+        if not spec.get("shutdownAfterJobFinishes"):
+            yield Finding(object_ref(job), "spec.shutdownAfterJobFinishes",
+                          "is not true: the Ray cluster and its GPUs outlive the job; set it "
+                          "(with ttlSecondsAfterFinished)")
+        groups = (spec.get("rayClusterSpec") or {}).get("workerGroupSpecs") or []
+        for i, group in enumerate(groups):
+            bounds = [group.get(k) for k in ("replicas", "minReplicas", "maxReplicas")]
+            if len(set(bounds)) != 1:
+                yield Finding(object_ref(job), f"spec.rayClusterSpec.workerGroupSpecs[{i}]",
+                              f"replicas, minReplicas and maxReplicas are {bounds}: a training "
+                              "job needs a fixed set of nodes; set all three to its nodes")
+
+
 def _check_launchers(objs: list[Obj]) -> Iterator[Finding]:
     """torchrun starts ``nprocPerNode`` ranks per pod, one per GPU: more ranks than the pod's
     GPUs share a device (or fail), fewer leave GPUs idle."""
     yield from _check_rendezvous(objs)
+    yield from _check_ray_jobs(objs)
     for job in kind_of(objs, "PyTorchJob"):
         procs = job["spec"].get("nprocPerNode")
         if procs is None or not str(procs).isdigit():

@@ -79,12 +79,17 @@ _WHAT_TRAINING = {
     "ServiceAccount": "the job's identity (associate it with an IAM role for S3 access)",
     "PyTorchJob": "torchrun on every node with the plan's layout (Kubeflow training operator)",
     "JobSet": "torchrun on every node with the plan's layout, one indexed pod per node rank",
+    "RayJob": "a Ray cluster of the plan's nodes for one Ray Train job, deleted when it ends "
+              "(KubeRay)",
     "NetworkPolicy": "admits traffic from the job's own pods only",
 }
+_WHAT_RAY = {**_WHAT_TRAINING, "NetworkPolicy": "admits traffic from the job's own pods, and "
+             "the KubeRay operator to the head's dashboard"}
 
 
 _LAUNCHERS = {"pytorchjob": "Kubeflow training operator (PyTorchJob v1)",
-              "jobset": "JobSet controller (jobset.x-k8s.io/v1alpha2)"}
+              "jobset": "JobSet controller (jobset.x-k8s.io/v1alpha2)",
+              "rayjob": "KubeRay operator (RayJob ray.io/v1)"}
 
 
 _WHAT_BATCH = {
@@ -107,21 +112,44 @@ def _objects(manifests: Manifests, what: dict[str, str]) -> list[str]:
     return lines
 
 
+def _launch_lines(ctx: RenderContext, t: TrainingLayout) -> list[str]:
+    """How the job starts the user's script: torchrun, or Ray Train under a RayJob."""
+    row = ctx.images[t.image_key]
+    build = (f"eksplain writes no training code: build an image FROM that one with your "
+             f"script at `{row['entrypoint']}` and set it in `30-training-job.yaml`.")
+    if t.launcher != "rayjob":
+        return [f"The job runs `torchrun --nnodes {t.nodes} --nproc-per-node "
+                f"{t.procs_per_node} {row['entrypoint']}` in `{ctx.image(t.image_key)}`. "
+                f"{build} The script reads the plan's layout from the environment:"]
+    return [f"The job runs `python {row['entrypoint']}` in `{ctx.image(t.image_key)}` (image "
+            "not checked against a registry) on the Ray head, through Ray Train, not torchrun: "
+            "the script is the driver and starts its training function with `TorchTrainer`, "
+            f"`ScalingConfig(num_workers={t.nodes * t.procs_per_node}, use_gpu=True)` (one "
+            f"worker per GPU, {t.procs_per_node} on each of the {t.nodes} worker pods; Ray "
+            "Train sets up the process group). "
+            f"{build}"
+            + (" The image ships no EFA libraries (libfabric, aws-ofi-nccl): add them, or "
+               "NCCL falls back to TCP." if t.efa_per_pod else "")
+            + " The head is a small CPU pod on one of the GPU nodes (the "
+            "workers are sized to leave it room); the cluster is deleted "
+            f"{row['ttl_after_finished_s']} s after the job ends. The NetworkPolicy admits "
+            "pods labelled `app.kubernetes.io/name: kuberay-operator` (any namespace) to the "
+            f"dashboard port {row['dashboard_port']}, where the operator follows the job: "
+            "change the label if your operator's differs. The script reads the plan's "
+            "layout from the environment:"]
+
+
 def _training_readme(manifests: Manifests, t: TrainingLayout) -> str:
     ctx = manifests.context
-    row = ctx.images[t.image_key]
     nodes = f"{t.nodes} x {ctx.instance.name}"
     lines = [f"# {ctx.task} of {ctx.model_id} on {nodes}", "",
              "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
              f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1 and "
              f"the {_LAUNCHERS[t.launcher]}, and each other.", "",
-             *_objects(manifests, _WHAT_TRAINING), "",
+             *_objects(manifests, _WHAT_RAY if t.launcher == "rayjob" else _WHAT_TRAINING),
+             "",
              "## What the container must run", "",
-             f"The job runs `torchrun --nnodes {t.nodes} --nproc-per-node {t.procs_per_node} "
-             f"{row['entrypoint']}` in `{ctx.image(t.image_key)}`. eksplain writes no training "
-             f"code: build an image FROM that one with your script at `{row['entrypoint']}` "
-             "and set it in `30-training-job.yaml`. The script reads the plan's layout from "
-             "the environment:", "",
+             *_launch_lines(ctx, t), "",
              f"- `EKSPLAIN_TP`={t.tp}, `EKSPLAIN_PP`={t.pp}, `EKSPLAIN_DP`={t.dp}: tensor, "
              "pipeline and data parallel sizes (TP x PP x DP = world size"
              + (", counted in Neuron devices; torchrun starts one process per NeuronCore)"

@@ -75,11 +75,31 @@ def _templates_of(obj: Obj) -> Iterator[PodTemplate]:
             yield PodTemplate(obj, job["template"],
                               f"spec.replicatedJobs[{i}].template.spec.template",
                               int(rjob.get("replicas", 1)) * _job_pods(job))
+    elif kind == "RayJob":
+        yield from _ray_templates(obj)
     elif kind == "PyTorchJob":
         for role, replica in sorted(spec["pytorchReplicaSpecs"].items()):
             yield PodTemplate(obj, replica["template"],
                               f"spec.pytorchReplicaSpecs.{role}.template",
                               int(replica.get("replicas", 1)))
+
+
+def _ray_templates(obj: Obj) -> Iterator[PodTemplate]:
+    """A RayJob's pods: its submitter (when given), the head, and each worker group at its
+    maximum (replicas, bounded by maxReplicas when set, times hosts per replica)."""
+    spec = obj["spec"]
+    if "submitterPodTemplate" in spec:
+        yield PodTemplate(obj, spec["submitterPodTemplate"], "spec.submitterPodTemplate", 1)
+    cluster = spec.get("rayClusterSpec") or {}
+    base = "spec.rayClusterSpec"
+    if "headGroupSpec" in cluster:
+        yield PodTemplate(obj, cluster["headGroupSpec"]["template"],
+                          f"{base}.headGroupSpec.template", 1)
+    for i, group in enumerate(cluster.get("workerGroupSpecs") or []):
+        top = max(int(group.get("replicas", 0)), int(group.get("maxReplicas", 0)))
+        hosts = int(group.get("numOfHosts", 1))
+        yield PodTemplate(obj, group["template"], f"{base}.workerGroupSpecs[{i}].template",
+                          top * hosts, hosts)
 
 
 def _lws_templates(obj: Obj) -> Iterator[PodTemplate]:

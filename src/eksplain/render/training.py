@@ -40,8 +40,9 @@ from eksplain.search import Candidate, Plan
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
 
-__all__ = ["TRAINING_TASKS", "TrainingLayout", "fsx_objects", "job_set", "network_policy",
-           "pytorch_job", "storage_objects", "training_context", "training_job"]
+__all__ = ["TRAINING_TASKS", "TrainingLayout", "fsx_objects", "job_set", "layout_of",
+           "network_policy", "pod_spec", "pytorch_job", "storage_objects", "training_context",
+           "training_job"]
 
 TRAINING_TASKS = ("fine-tuning", "pre-training")
 Recompute = Literal["none", "selective", "full"]
@@ -68,7 +69,7 @@ class TrainingLayout:
     efa_per_pod: int  # 0 on one node
     rdma: bool
     image_key: str  # the images.yaml row
-    launcher: str  # pytorchjob | jobset
+    launcher: str  # pytorchjob | jobset | rayjob
 
 
 def _fsx_bytes(need_bytes: int) -> int:
@@ -110,8 +111,19 @@ def _layout(spec: WorkloadSpec, choice: Candidate, inst: InstanceType, acc: Acce
         storage_bytes=_fsx_bytes(storage_bytes),
         efa_per_pod=inst.efa_interfaces if multi else 0,
         rdma=multi and inst.family in efa["rdma_families"],
-        image_key="pytorch_training_neuron" if acc.is_neuron else "pytorch_training",
-        launcher=spec.render.training_launcher)
+        image_key=_image_key(spec, acc), launcher=spec.render.training_launcher)
+
+
+def _image_key(spec: WorkloadSpec, acc: Accelerator) -> str:
+    """The images.yaml row: the Neuron DLC on Trainium, a Ray image under a RayJob."""
+    ray = spec.render.training_launcher == "rayjob"
+    if ray and acc.is_neuron:
+        raise RenderError("render builds RayJobs for GPU instances only: no Ray image with the "
+                          "Neuron SDK is pinned in eksplain/data/images.yaml.",
+                          hint="set render.training_launcher: pytorchjob or jobset")
+    if acc.is_neuron:
+        return "pytorch_training_neuron"
+    return "ray_training" if ray else "pytorch_training"
 
 
 def _zone(spec: WorkloadSpec) -> str:
@@ -149,7 +161,7 @@ def training_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hard
         scale_target=0, images=images, training=layout)
 
 
-def _layout_of(ctx: RenderContext) -> TrainingLayout:
+def layout_of(ctx: RenderContext) -> TrainingLayout:
     if ctx.training is None:
         raise RenderError("not a training render.")
     return ctx.training
@@ -180,11 +192,11 @@ def fsx_objects(ctx: RenderContext, claim: str, size_bytes: int) -> list[dict[st
 
 def storage_objects(ctx: RenderContext) -> list[dict[str, Any]]:
     """The job's data and checkpoint volume."""
-    return fsx_objects(ctx, f"{ctx.name}-train", _layout_of(ctx).storage_bytes)
+    return fsx_objects(ctx, f"{ctx.name}-train", layout_of(ctx).storage_bytes)
 
 
 def _env(ctx: RenderContext) -> list[dict[str, Any]]:
-    t = _layout_of(ctx)
+    t = layout_of(ctx)
     layout = {"EKSPLAIN_MODEL": ctx.model_id, "EKSPLAIN_TP": str(t.tp),
               "EKSPLAIN_PP": str(t.pp), "EKSPLAIN_DP": str(t.dp), "EKSPLAIN_FSDP": t.fsdp,
               "EKSPLAIN_MICRO_BATCH": str(t.micro_batch), "EKSPLAIN_RECOMPUTE": t.recompute,
@@ -203,7 +215,7 @@ def _env(ctx: RenderContext) -> list[dict[str, Any]]:
 
 def _resources(ctx: RenderContext) -> dict[str, Any]:
     """Requests = limits; the EFA interfaces only when the job spans nodes."""
-    t = _layout_of(ctx)
+    t = layout_of(ctx)
     amounts = {"cpu": cpu_quantity(ctx.cpu_millicores), "memory": quantity(ctx.memory_bytes),
                "ephemeral-storage": quantity(TMP_BYTES + WORK_BYTES),
                ctx.accelerator.k8s_resource: str(ctx.gpus_per_pod)}
@@ -216,7 +228,7 @@ def _torchrun_args(ctx: RenderContext) -> list[str]:
     """torchrun's arguments. Under a PyTorchJob the operator sets the node rank and the master
     address (PET_* variables); under a JobSet they come from the pod's completion index and
     the first pod's stable DNS name."""
-    t = _layout_of(ctx)
+    t = layout_of(ctx)
     row = ctx.images[t.image_key]
     args = ["--nnodes", str(t.nodes), "--nproc-per-node", str(t.procs_per_node)]
     if t.launcher == "jobset":
@@ -227,14 +239,14 @@ def _torchrun_args(ctx: RenderContext) -> list[str]:
 
 
 def _rank_env(ctx: RenderContext) -> list[dict[str, Any]]:
-    if _layout_of(ctx).launcher != "jobset":
+    if layout_of(ctx).launcher != "jobset":
         return []
     index = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
     return [{"name": "NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": index}}}]
 
 
 def _container(ctx: RenderContext) -> dict[str, Any]:
-    t = _layout_of(ctx)
+    t = layout_of(ctx)
     row = ctx.images[t.image_key]
     return {
         # The training operator finds the container by this name.
@@ -253,8 +265,8 @@ def _container(ctx: RenderContext) -> dict[str, Any]:
     }
 
 
-def _pod_spec(ctx: RenderContext) -> dict[str, Any]:
-    uid = int(ctx.images[_layout_of(ctx).image_key]["user_id"])
+def pod_spec(ctx: RenderContext) -> dict[str, Any]:
+    uid = int(ctx.images[layout_of(ctx).image_key]["user_id"])
     key, value = ctx.node_label
     return {
         "serviceAccountName": ctx.name, "automountServiceAccountToken": False,
@@ -287,13 +299,13 @@ def _template(ctx: RenderContext) -> dict[str, Any]:
         "last checkpoint")}
     return {"metadata": {"labels": dict(ctx.labels),
                          "annotations": {"karpenter.sh/do-not-disrupt": "true", **skips}},
-            "spec": _pod_spec(ctx)}
+            "spec": pod_spec(ctx)}
 
 
 def pytorch_job(ctx: RenderContext) -> dict[str, Any]:
     """Master (node rank 0) and nodes - 1 Workers; the operator restarts failed pods and torchrun
     resumes from the latest checkpoint (the script's job)."""
-    t = _layout_of(ctx)
+    t = layout_of(ctx)
     replicas = {"Master": {"replicas": 1, "restartPolicy": "OnFailure",
                            "template": _template(ctx)}}
     if t.nodes > 1:
@@ -314,7 +326,7 @@ def job_set(ctx: RenderContext) -> dict[str, Any]:
     """One indexed Job of ``nodes`` pods (pod i is node rank i); the JobSet's headless Service
     gives pod 0 the stable name torchrun's rendezvous uses. A failed pod restarts the whole
     set (up to 3 times): torchrun's static rendezvous needs every rank back."""
-    t = _layout_of(ctx)
+    t = layout_of(ctx)
     template = _template(ctx)
     template["spec"]["restartPolicy"] = "Never"
     job = {"parallelism": t.nodes, "completions": t.nodes, "completionMode": "Indexed",
@@ -332,8 +344,8 @@ def job_set(ctx: RenderContext) -> dict[str, Any]:
 
 
 def training_job(ctx: RenderContext) -> dict[str, Any]:
-    """The spec's launcher: a PyTorchJob (default) or a JobSet."""
-    return job_set(ctx) if _layout_of(ctx).launcher == "jobset" else pytorch_job(ctx)
+    """The spec's launcher: a PyTorchJob (default) or a JobSet (a RayJob is rayjob.py's)."""
+    return job_set(ctx) if layout_of(ctx).launcher == "jobset" else pytorch_job(ctx)
 
 
 def network_policy(ctx: RenderContext) -> dict[str, Any]:

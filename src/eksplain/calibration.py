@@ -82,6 +82,7 @@ class EngineCalibration:
     act_bytes_per_token_intermediate: float
     logits_bytes_per_vocab_entry: float
     full_sequence_logits: bool
+    embedding_batch: int  # requests an embedding replica runs in one forward pass at load
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ def _engine(name: str, row: dict[str, Any]) -> EngineCalibration:
         act_bytes_per_token_intermediate=float(act["bytes_per_token_per_intermediate"]),
         logits_bytes_per_vocab_entry=float(act["logits_bytes_per_vocab_entry"]),
         full_sequence_logits=bool(row.get("full_sequence_logits", False)),
+        embedding_batch=int(row.get("embedding_batch", {}).get("value", 1)),
     )
 
 

@@ -64,17 +64,15 @@ class ServingEfficiency:
     step_overhead_s: float  # per decode step: scheduling, launches, sampling
     ttft_overhead_s: float  # per request before its first token: admission, tokenizing, launch
     low_precision_step_scale: float  # share of the FP8/INT8 (doubled) peak batched steps realize
-    step_width_half: float  # batched-step efficiency grows as h / (h + this), 1 at h = 4096
+    step_width_half: float  # batched-step efficiency grows as h / (h + this) ...
+    step_width_reference: float  # ... normalised to 1 at this width (where it was fitted)
 
 
-REFERENCE_WIDTH = 4096  # serving efficiencies are stated for a 4096-wide model (7-8B)
-
-
-def _width_factor(hidden: int, half: float) -> float:
-    """How much better (or worse) a model's matmuls run than a 4096-wide one's."""
+def _width_factor(hidden: int, half: float, reference: float) -> float:
+    """How much better (or worse) a model's matmuls run than a ``reference``-wide one's."""
     if half <= 0:
         return 1.0
-    return (hidden / (hidden + half)) / (REFERENCE_WIDTH / (REFERENCE_WIDTH + half))
+    return (hidden / (hidden + half)) / (reference / (reference + half))
 
 
 @dataclass(frozen=True)
@@ -257,7 +255,7 @@ def step_times(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEf
     attended = batch * context + tokens * _prompt_context(arch, prompt)
     flops += 4 * shape.attention_width * attended
     scale = cal.low_precision_step_scale if r.compute_dtype in ("fp8", "int8") else 1.0
-    scale *= _width_factor(arch.hidden_size, cal.step_width_half)
+    scale *= _width_factor(arch.hidden_size, cal.step_width_half, cal.step_width_reference)
     return t_mem, flops / (r.peak_flops * cal.decode_compute_efficiency * scale)
 
 

@@ -370,7 +370,8 @@ def training(w: Workload) -> Impact:
 
 
 def embedding(w: Workload) -> Impact:
-    est = _estimate(w, batch=64, output_tokens=0)
+    batch = load_calibration().engine("vllm").embedding_batch
+    est = _estimate(w, batch=batch, output_tokens=0)
     s = est.speed.serving
     hourly = est.cost.usd_per_hour
     per_million = "unknown"
@@ -379,7 +380,7 @@ def embedding(w: Workload) -> Impact:
     rows = (("requests/s per replica", f"{s.requests_per_s:,.0f}" if s else "-"),
             ("$ per million requests", per_million))
     return Impact(f"Embedding {w.input_tokens}-token inputs with {w.model.id} on "
-                  f"{est.cost.instance_type}, 64 at a time", ("", "value"), rows)
+                  f"{est.cost.instance_type}, {batch} at a time", ("", "value"), rows)
 
 
 ImpactFn = Callable[[Workload], Impact]

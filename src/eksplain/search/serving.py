@@ -34,7 +34,6 @@ from eksplain.units import GIB
 
 __all__ = ["Sizing", "daily_shape", "fleet", "search_serving"]
 
-EMBEDDING_BATCH = 64  # requests an embedding server batches together
 HOURS_PER_DAY = 24
 
 
@@ -180,7 +179,7 @@ def _batch(spec: WorkloadSpec, est: Estimate, target: float | None,
     """The concurrency a replica runs at: what holds the TPOT target (``_tpot_target``), the
     KV cache and the engine."""
     if spec.task == "embedding":
-        return EMBEDDING_BATCH, None
+        return load_calibration().engine("vllm").embedding_batch, None
     engine_limit, _ = _engine_max_seqs(spec)  # never more at once
     kv_limit = min(est.kv.max_batch if est.kv else 1, engine_limit)
     if target is None or spec.task == "batch-inference":

@@ -188,3 +188,21 @@ def test_training_precision_decides_the_arithmetic_the_gpu_needs() -> None:
     with pytest.raises(eksplain.InputError, match="use --precision mixed"):
         api.estimate(EstimateRequest(model="meta-llama/Llama-3.2-1B", hardware="v100",
                                      task="training", precision="bf16", dtype="fp16"))
+
+
+def test_decode_reads_the_kv_width_memory_caches() -> None:
+    # With --dtype fp32 and --kv-dtype auto, the cache holds 32-bit K/V (Llama-3.2-1B: 2 x 8
+    # heads x 64 x 16 layers x 4 bytes = 64 KiB per token), and decode must read that width,
+    # not 16 bits: at 16k-token contexts the KV reads dominate, so the step is slower than with
+    # an explicit fp16 cache (32 KiB per token).
+    def run(kv: str) -> tuple[float, int]:
+        est = api.estimate(EstimateRequest(model="meta-llama/Llama-3.2-1B", hardware="h100",
+                                           dtype="fp32", kv_dtype=kv, batch=16,
+                                           input_tokens=16_000, output_tokens=256))
+        assert est.speed.serving is not None
+        assert est.kv is not None
+        return est.speed.serving.tpot_s, est.kv.bytes_per_token
+
+    (tpot32, kv32), (tpot16, kv16) = run("auto"), run("fp16")
+    assert (kv32, kv16) == (65_536, 32_768)
+    assert tpot32 > 1.4 * tpot16

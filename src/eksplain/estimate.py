@@ -50,6 +50,7 @@ from eksplain.memory import (
     ServingConfig,
     TrainingConfig,
     kv_bytes_per_context_token,
+    kv_element_bits,
     largest_fitting,
     lora_parameters,
     serving_memory,
@@ -346,7 +347,7 @@ def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, 
         return None, None
     prompt, output = req.input_tokens, req.output_tokens
     fmt = ctx.cal.format(ctx.fmt)
-    kv_bits = 8 if req.kv_dtype.startswith("fp8") else 16
+    kv_bits = kv_element_bits(req.kv_dtype, fmt)  # the same width the memory model caches
     # A decode step reads each sequence's cache at the mean context prompt + output / 2 (the
     # context compute.serving_speed uses); windowed layers hold, and so read, only their window.
     kv_per_token = kv_bytes_per_context_token(ctx.model.architecture, kv_bits,

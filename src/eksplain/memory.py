@@ -40,6 +40,7 @@ __all__ = [
     "kv_bytes_for_sequence",
     "kv_bytes_per_context_token",
     "kv_bytes_per_token",
+    "kv_element_bits",
     "largest_fitting",
     "serving_memory",
     "training_memory",
@@ -239,7 +240,8 @@ def kv_bytes_per_context_token(
     return kv_bytes_for_sequence(arch, kv_bits, tokens, par) / tokens
 
 
-def _kv_bits(kv_dtype: str, fmt: QuantFormat) -> int:
+def kv_element_bits(kv_dtype: str, fmt: QuantFormat) -> int:
+    """Bits per cached K/V element: ``--kv-dtype``, or with ``auto`` the compute type's."""
     if kv_dtype == "auto":
         return 32 if fmt.compute == "fp32" else 16
     return dtype_bits(kv_dtype)
@@ -306,7 +308,7 @@ def serving_memory(
     non_torch = eng.non_torch_bytes_tp if cfg.parallel.tp * cfg.parallel.pp > 1 else (
         eng.non_torch_bytes
     )
-    kv_bits = _kv_bits(cfg.kv_dtype, fmt)
+    kv_bits = kv_element_bits(cfg.kv_dtype, fmt)
     kv_needed = cfg.batch * kv_bytes_for_sequence(arch, kv_bits, cfg.seq_len, cfg.parallel)
     budget = round(capacity * util)
     pool = max(budget - weights - activations - non_torch, 0)

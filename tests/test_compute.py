@@ -1,6 +1,7 @@
 """Speed: the roofline worked by hand, and no estimate beyond what the hardware can do."""
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,40 @@ def test_expert_parallelism_over_dp_ranks_does_not_shrink_per_rank_flops() -> No
     # with EP = TP the experts' work splits over the TP ranks as the dense layers' does
     tp8 = serving_shape(model, 1, 1.0, Parallelism(tp=8, ep=8), quantized=False)
     assert tp8.matrix_params == pytest.approx(plain.matrix_params / 8)
+
+
+def test_encoder_decoder_decode_reads_only_the_decoder() -> None:
+    # flan-t5-xl bf16 on an H100 at TP=1: 5,699,514,368 weight bytes, of which the encoder stack
+    # (1,157,729,280 parameters with its norms and relative biases) is 2,315,458,560 B that only
+    # prefill reads. Decode at batch 1: 3,384,055,808 B of weights plus the self- and
+    # cross-attention cache, 24 layers x 2 x 2 x 32 x 64 x 2 B = 393,216 B per token, of a
+    # 1,152-token context, at 3,350 GB/s x 0.75, plus 0.5 ms of step overhead.
+    entry = find_model(ENTRIES, "google/flan-t5-xl")
+    speed, shape, _ = _speed(entry, "h100", (1, 1024, 256))
+    assert shape.weight_bytes - shape.tower_bytes == 5_699_514_368 - 2 * 1_157_729_280
+    weights_s = 3_384_055_808 / (3350e9 * 0.75)
+    kv_s = 1152 * 393_216 / (3350e9 * 0.75)
+    assert speed.tpot_s == pytest.approx(weights_s + kv_s + 0.0005, rel=1e-6)
+    # Prefill runs the encoder once: 2 x 1,157,627,904 encoder matrix FLOPs per prompt token
+    # at 989.4 TFLOP/s x 0.6.
+    assert shape.encoder_params == 1_157_627_904
+    par, acc = Parallelism(), find_accelerator(CATALOG, "h100")
+    no_encoder = replace(shape, encoder_params=0.0)
+    eff = CAL.speed.serving_for(acc.architecture)
+    bare = serving_speed(entry.model, no_encoder, rates(acc, "bf16"), eff, (1, 1024, 256), par,
+                         None)
+    extra_s = 1024 * 2 * 1_157_627_904 / (989.4e12 * 0.6)
+    assert speed.ttft_s - bare.ttft_s == pytest.approx(extra_s, rel=1e-9)
+
+
+def test_vision_tower_is_not_read_by_decode() -> None:
+    # Llama 4 Scout at TP=8: its vision tower keeps 63,087,104 replicated parameters (patch and
+    # position embeddings, norms, biases, projector) and 808,845,312 matrix elements
+    # (34 x (4 x 1408^2 + 2 x 1408 x 5632)) split 8 ways: 164,192,768 x 2 B per rank that no
+    # decode step reads. Requests carry no images, so the tower adds no prefill FLOPs.
+    model = find_model(ENTRIES, "meta-llama/Llama-4-Scout-17B-16E-Instruct").model
+    assert model.params.tower_matrices == 34 * (4 * 1408**2 + 2 * 1408 * 5632)
+    par = Parallelism(tp=8)
+    shape = serving_shape(model, 1, 1.0, par, quantized=False)
+    assert shape.tower_bytes == 2 * (63_087_104 + 808_845_312 // 8) == 328_385_536
+    assert shape.encoder_params == 0.0

@@ -1,5 +1,7 @@
 """Memory per device: exact where the maths is exact, each value worked by hand in comments."""
 
+from dataclasses import replace
+
 import pytest
 
 from eksplain.calibration import load_calibration
@@ -224,3 +226,33 @@ def test_encoders_are_limited_by_the_engine_not_a_kv_cache() -> None:
     # Too little memory for the weights: nothing fits.
     small = serving_memory(m, 600_000_000, ServingConfig(batch=64, seq_len=512), CAL).kv
     assert (small.max_batch, small.max_seq_len) == (0, 0)
+
+
+def test_t5_encoder_shards_over_tp() -> None:
+    # flan-t5-xl: h 2048, 24 encoder and 24 decoder layers, 32 heads of 64, gated MLP of 5120.
+    # Encoder matrices: 24 x (4 x 2048 x 2048 + 3 x 2048 x 5120) = 24 x 48,234,496
+    # = 1,157,627,904 of other's 1,157,732,352 (the rest: norms and relative-position biases).
+    m = model("google/flan-t5-xl")
+    assert m.params.tower_matrices == 24 * (4 * 2048 * 2048 + 3 * 2048 * 5120) == 1_157_627_904
+    fmt = CAL.format("bf16")
+    # TP=1: every parameter at 2 bytes (32,128 rows are already a multiple of 64).
+    assert weight_bytes(m, fmt, Parallelism(), 64) == 2 * 2_849_757_184
+    # TP=4: decoder matrices 24 x (2 x 4 x 2048^2 (self + cross) + 3 x 2048 x 5120) / 4
+    # = 390,070,272; decoder norms 24 x 3 x 2048 = 147,456; embedding and LM head 32,256 / 4
+    # rows x 2048 = 16,515,072 each; other: 104,448 replicated + 1,157,627,904 / 4. In all
+    # 712,759,296 elements = 1,425,518,592 B = 1.328 GiB (2.945 GiB with the encoder unsharded).
+    elements = 390_070_272 + 147_456 + 2 * 16_515_072 + 104_448 + 1_157_627_904 // 4
+    assert weight_bytes(m, fmt, Parallelism(tp=4), 64) == 2 * elements == 1_425_518_592
+
+
+def test_vision_tower_matrices_shard_over_tp() -> None:
+    # Gemma 3 27B's SigLIP tower: 27 layers of q/k/v/o 4 x 1152^2 and MLP 2 x 1152 x 4304
+    # = 411,070,464 matrix elements; at TP=4 each rank keeps a quarter of them, so 3/4 x
+    # 411,070,464 x 2 bytes fewer than with the tower replicated. Its patch and position
+    # embeddings, norms, biases and projector stay replicated.
+    m = model("google/gemma-3-27b-it")
+    assert m.params.tower_matrices == 27 * (4 * 1152**2 + 2 * 1152 * 4304) == 411_070_464
+    replicated = replace(m, params=replace(m.params, tower_matrices=0))
+    fmt, par = CAL.format("bf16"), Parallelism(tp=4)
+    saved = weight_bytes(replicated, fmt, par) - weight_bytes(m, fmt, par)
+    assert saved == 2 * 411_070_464 * 3 // 4

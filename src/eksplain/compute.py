@@ -147,6 +147,8 @@ class ServingShape:
     attention_width: float  # q_width x layers per device (attention FLOPs per context token)
     layers: int  # layers on the device's stage
     quantized_weights: bool
+    tower_bytes: int = 0  # encoder stack / vision tower in weight_bytes: no decode step reads it
+    encoder_params: float = 0.0  # encoder matrix parameters per prompt token per device
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ def serving_shape(model: Model, weight_bytes: int, kv_bytes_per_token: float,
     a = arch.attention
     width = (a.num_heads * (a.head_dim + (a.v_head_dim or a.head_dim)) / 2) / par.tp
     expert_share = experts / max(matrices, 1)
+    tower_bytes, encoder = _tower(model, par) if stage.start == 0 else (0, 0.0)
     return ServingShape(
         weight_bytes=weight_bytes,
         expert_bytes=round(weight_bytes * expert_share),
@@ -194,7 +197,21 @@ def serving_shape(model: Model, weight_bytes: int, kv_bytes_per_token: float,
         attention_width=width * len(stage),
         layers=len(stage),
         quantized_weights=quantized,
+        tower_bytes=tower_bytes,
+        encoder_params=encoder,
     )
+
+
+def _tower(model: Model, par: Parallelism) -> tuple[int, float]:
+    """(bytes, encoder matrix parameters) per first-stage device of the encoder stack or vision
+    tower. An encoder-decoder encodes the prompt, and a vision tower the images, once per request
+    at prefill; decode steps read only the decoder. The tower is held at 16 bits, as memory.py
+    holds it for every format but FP32 (whose decode steps this undercounts by half the tower).
+    Image tokens are not modelled (requests carry no images), so a vision tower adds no FLOPs."""
+    p = model.params
+    elements = p.tower - p.tower_matrices + p.tower_matrices / par.tp
+    encoder = p.tower_matrices / par.tp if model.architecture.encoder_layers else 0.0
+    return round(elements * 2), encoder
 
 
 def _lm_head_matmul(arch: Architecture) -> int:
@@ -244,14 +261,15 @@ def step_times(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEf
     width factor (data/calibration.yaml, speed.serving).
     """
     arch = model.architecture
-    weights = shape.weight_bytes - shape.expert_bytes * (1 - _experts_touched(arch, batch))
+    weights = shape.weight_bytes - shape.tower_bytes - shape.expert_bytes * (
+        1 - _experts_touched(arch, batch))
     bw = r.bandwidth_bytes_per_s
     bw_eff = cal.quantized_bandwidth_efficiency if shape.quantized_weights else (
         cal.decode_bandwidth_efficiency)
     t_mem = weights / (bw * bw_eff) + batch * context * shape.kv_bytes_per_token / (
         bw * cal.decode_bandwidth_efficiency)
     tokens, prompt = prefill
-    flops = (batch + tokens) * 2 * shape.matrix_params
+    flops = (batch + tokens) * 2 * shape.matrix_params + tokens * 2 * shape.encoder_params
     attended = batch * context + tokens * _prompt_context(arch, prompt)
     flops += 4 * shape.attention_width * attended
     scale = cal.low_precision_step_scale if r.compute_dtype in ("fp8", "int8") else 1.0
@@ -275,7 +293,8 @@ def prefill_s(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEff
     Reading the weights and computing on a short prompt do not overlap well, so the two add.
     """
     context = _prompt_context(model.architecture, tokens)
-    flops = tokens * (2 * shape.matrix_params + 4 * shape.attention_width * context)
+    flops = tokens * (2 * shape.matrix_params + 2 * shape.encoder_params
+                      + 4 * shape.attention_width * context)
     # Prefill's large matmuls reach the full FP8/INT8 peak: the FP8 TTFT rows (TensorRT-LLM,
     # NIM) fit it, and the batched-step share (low_precision_step_scale) would put four of them
     # 37-48 % over (tried; docs/methodology.md section 7).

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from eksplain.calibration import Calibration, EngineCalibration, QuantFormat
 from eksplain.catalog import Model
 from eksplain.errors import InputError
-from eksplain.model import Architecture, LayerParams
+from eksplain.model import Architecture, LayerParams, ParamCount
 from eksplain.parallel import Parallelism, stage_layers, validate_parallelism
 from eksplain.units import bits_to_bytes, dtype_bits
 
@@ -170,6 +170,21 @@ def _padded_vocab(vocab: int, padding: int, tp: int) -> int:
     return math.ceil(vocab / step) * step
 
 
+def _other_elements(params: ParamCount, par: Parallelism) -> int:
+    """Elements of ``params.other`` one first-stage device holds, kept at the small width.
+
+    The projection matrices of an encoder stack (T5) or a vision tower (Gemma 3, Llama 4) are
+    split by TP like the decoder's. vLLM's SigLIP (Gemma 3), mllama and Llama 4 vision encoders
+    build attention from QKVParallelLinear + RowParallelLinear and the MLP from
+    ColumnParallelLinear + RowParallelLinear on the model's TP group (from memory of vLLM's
+    source, not checked here: fairly sure; newer vLLM's ``--mm-encoder-tp-mode data`` replicates
+    the tower instead, which this does not model). T5's encoder is assumed to follow the same
+    Megatron split (less sure: vLLM serves T5 only through its encoder-decoder path). Norms,
+    biases, patch and position embeddings, relative biases and the projector stay replicated.
+    """
+    return params.other - params.tower_matrices + math.ceil(params.tower_matrices / par.tp)
+
+
 def _stage_bytes(
     model: Model, fmt: QuantFormat, par: Parallelism, layers: range, vocab_padding: int
 ) -> int:
@@ -184,7 +199,7 @@ def _stage_bytes(
     first, last = layers.start == 0, layers.stop == arch.num_layers
     if first:
         extra_rows = params.embedding - arch.vocab_size * arch.hidden_size
-        small_elements += vocab_rows * arch.hidden_size + extra_rows + params.other
+        small_elements += vocab_rows * arch.hidden_size + extra_rows + _other_elements(params, par)
     if last and arch.lm_head and (not arch.tied_embeddings or not first):
         small_elements += vocab_rows * arch.hidden_size
     return bits_to_bytes(small_elements, small) + bits_to_bytes(matrix_bits, 1)

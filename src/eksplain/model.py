@@ -175,6 +175,11 @@ class ParamCount:
     # (dense and MoE, say) instead of every layer.
     layer_kinds: tuple[LayerParams, ...] = ()
     layer_kind_of: tuple[int, ...] = ()
+    # The encoder stack of an encoder-decoder model and a vision tower, inside ``other``: they run
+    # once per request at prefill, never in a decode step. ``tower_matrices`` are their
+    # projection matrices, which TP shards like the decoder's.
+    tower: int = 0
+    tower_matrices: int = 0
 
     def kinds_in(self, layers: range) -> list[tuple[LayerParams, int]]:
         """(layer shape, how many) for the layers of a range."""
@@ -263,6 +268,19 @@ def _encoder_stack(arch: Architecture) -> int:
     return stack + arch.relative_attention_buckets * arch.attention.num_heads
 
 
+def _encoder_matrices(arch: Architecture) -> int:
+    """Projection matrices of the encoder stack (attention and MLP of every encoder layer)."""
+    q_o, kv, _, _ = _attention_params(arch)
+    mlp, _, _, _, _ = _ffn(arch, -1)
+    return arch.encoder_layers * (q_o + kv + mlp)
+
+
+def _vision_matrices(v: VisionTower | None) -> int:
+    """Projection matrices of a ViT's layers (q, k, v, o and the two MLP matrices)."""
+    return 0 if v is None else v.num_layers * (4 * v.hidden_size**2 + 2 * v.hidden_size
+                                               * v.intermediate_size)
+
+
 def _vision_params(v: VisionTower | None) -> int:
     if v is None:
         return 0
@@ -316,4 +334,6 @@ def count_parameters(arch: Architecture) -> ParamCount:
         layers_total=layers_total,
         layer_kinds=kinds,
         layer_kind_of=tuple(index[lp] for lp in layers),
+        tower=_encoder_stack(arch) + _vision_params(arch.vision),
+        tower_matrices=_encoder_matrices(arch) + _vision_matrices(arch.vision),
     )

@@ -171,10 +171,7 @@ def _training_readme(manifests: Manifests, t: TrainingLayout) -> str:
              "that admits Lustre (TCP 988, 1018-1023) from the nodes",
              f"- the dataset copied to `data/` on the file system ({quantity(t.storage_bytes)}, "
              "sized for two checkpoints: grow the claim for a large dataset)",
-             f"- create the Secret `{ctx.options.hf_token_secret}` (key `HF_TOKEN`) in namespace "
-             f"`{ctx.namespace}` for gated base models; it is never written here",
-             f"- the node role `KarpenterNodeRole-{ctx.options.cluster_name}` and subnets and "
-             f"security groups tagged `karpenter.sh/discovery: {ctx.options.cluster_name}`"]
+             *_cluster_prerequisites(ctx, "gated base models")]
     if t.efa_per_pod:
         lines.append("- a security group that allows all traffic between the nodes (EFA "
                      "requires it) and a capacity reservation or placement in one zone")
@@ -206,14 +203,24 @@ def _batch_readme(manifests: Manifests) -> str:
              "- the FSx for Lustre CSI driver, and the placeholders (`REPLACE-ME`) in "
              "`20-storage.yaml` set to your subnet and security group; grow the claim "
              "beyond its smallest size for large batches",
-             f"- create the Secret `{ctx.options.hf_token_secret}` (key `HF_TOKEN`) in namespace "
-             f"`{ctx.namespace}` for gated models; it is never written here",
-             f"- the node role `KarpenterNodeRole-{ctx.options.cluster_name}` and subnets and "
-             f"security groups tagged `karpenter.sh/discovery: {ctx.options.cluster_name}`"]
+             *_cluster_prerequisites(ctx, "gated models")]
     if ctx.cache == "s3":
-        lines.append(f"- the weights under `s3://{ctx.options.model_bucket}/{ctx.model_id}/`, "
-                     f"readable by ServiceAccount `{ctx.name}` (EKS Pod Identity or IRSA)")
+        lines.append(_s3_prerequisite(ctx))
     return "\n".join(lines) + "\n"
+
+
+def _cluster_prerequisites(ctx: RenderContext, secret_for: str) -> list[str]:
+    """What every render's README asks of the cluster: the token Secret and Karpenter's tags."""
+    o = ctx.options
+    return [f"- create the Secret `{o.hf_token_secret}` (key `HF_TOKEN`) in namespace "
+            f"`{ctx.namespace}` for {secret_for}; it is never written here",
+            f"- the node role `KarpenterNodeRole-{o.cluster_name}` and subnets and "
+            f"security groups tagged `karpenter.sh/discovery: {o.cluster_name}`"]
+
+
+def _s3_prerequisite(ctx: RenderContext) -> str:
+    return (f"- the weights under `s3://{ctx.options.model_bucket}/{ctx.model_id}/`, "
+            f"readable by ServiceAccount `{ctx.name}` (EKS Pod Identity or IRSA)")
 
 
 def _readme(manifests: Manifests) -> str:
@@ -235,13 +242,9 @@ def _readme(manifests: Manifests) -> str:
               "Prometheus operator" + (", and KEDA" if ctx.options.autoscaler == "keda" else
                             ", and the Prometheus adapter with a rule that serves "
                             f"`{ctx.scale_metric}` per pod as `{adapter_metric(ctx)}`"),
-              f"- create the Secret `{ctx.options.hf_token_secret}` (key `HF_TOKEN`) in namespace "
-              f"`{ctx.namespace}` for gated models; it is never written here",
-              f"- the node role `KarpenterNodeRole-{ctx.options.cluster_name}` and subnets and "
-              f"security groups tagged `karpenter.sh/discovery: {ctx.options.cluster_name}`"]
+              *_cluster_prerequisites(ctx, "gated models")]
     if ctx.cache == "s3":
-        lines.append(f"- the weights under `s3://{ctx.options.model_bucket}/{ctx.model_id}/`, "
-                     f"readable by ServiceAccount `{ctx.name}` (EKS Pod Identity or IRSA)")
+        lines.append(_s3_prerequisite(ctx))
     else:
         lines.append(f"- the {ctx.cache} CSI driver, and the placeholders (`REPLACE-ME`) in "
                      "`20-model-cache.yaml` set to your subnet, security group or file system")

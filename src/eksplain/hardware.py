@@ -26,6 +26,7 @@ __all__ = [
     "InstanceType",
     "Offering",
     "Resources",
+    "accelerator_of",
     "filter_instances",
     "find_accelerator",
     "find_instance",
@@ -298,6 +299,13 @@ def load_catalog() -> HardwareCatalog:
 
 # ---------------------------------------------------------------------------------------------
 # Queries
+
+
+def accelerator_of(catalog: HardwareCatalog, inst: InstanceType) -> Accelerator:
+    """The accelerator an instance type carries (CatalogError for a CPU-only type)."""
+    if inst.accelerator_id is None:
+        raise CatalogError(f"{inst.name} has no accelerator.")
+    return find_accelerator(catalog, inst.accelerator_id)
 
 
 def find_accelerator(catalog: HardwareCatalog, name: str) -> Accelerator:

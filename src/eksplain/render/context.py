@@ -16,7 +16,13 @@ from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
 from eksplain.datafiles import read_yaml
 from eksplain.errors import RenderError
-from eksplain.hardware import Accelerator, HardwareCatalog, InstanceType, find_instance
+from eksplain.hardware import (
+    Accelerator,
+    HardwareCatalog,
+    InstanceType,
+    accelerator_of,
+    find_instance,
+)
 from eksplain.search import SCALE_METRIC, Candidate, Plan
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
@@ -230,7 +236,7 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
     if choice is None:
         raise RenderError("the plan has no chosen configuration to render.")
     inst = find_instance(catalog, choice.instance_type)
-    acc = next(a for a in catalog.accelerators if a.id == inst.accelerator_id)
+    acc = accelerator_of(catalog, inst)
     check_spec(spec)
     _check_hardware(spec, choice, acc, inst)
     images: dict[str, Any] = read_yaml("images.yaml")

@@ -22,7 +22,13 @@ from eksplain.catalog import Model
 from eksplain.datafiles import read_yaml
 from eksplain.errors import RenderError
 from eksplain.estimate import EstimateRequest, run_estimate
-from eksplain.hardware import Accelerator, HardwareCatalog, InstanceType, find_instance
+from eksplain.hardware import (
+    Accelerator,
+    HardwareCatalog,
+    InstanceType,
+    accelerator_of,
+    find_instance,
+)
 from eksplain.render.cache import fsx_capacity_gib
 from eksplain.render.context import RenderContext, RenderOptions, pod_size, short_name
 from eksplain.render.workload import (
@@ -144,7 +150,7 @@ def training_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hard
                           f"storage {spec.storage} is not built yet.",
                           hint="set storage: fsx-lustre in the spec")
     inst = find_instance(catalog, choice.instance_type)
-    acc = next(a for a in catalog.accelerators if a.id == inst.accelerator_id)
+    acc = accelerator_of(catalog, inst)
     images: dict[str, Any] = read_yaml("images.yaml")
     layout = _layout(spec, choice, inst, acc, _checkpoint_storage_bytes(spec, choice, catalog))
     shm = int(images[layout.image_key]["shm_gib_per_device"]) * inst.accelerator_count * GIB

@@ -27,7 +27,7 @@ from eksplain.estimate import (
     unsupported_format,
     weight_format,
 )
-from eksplain.hardware import HardwareCatalog, InstanceType
+from eksplain.hardware import HardwareCatalog, InstanceType, accelerator_of
 from eksplain.search.plan import Candidate, Rejection, eligible_instances
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
@@ -324,7 +324,7 @@ def search_serving(spec: WorkloadSpec, model: Model, catalog: HardwareCatalog,
     evaluated = 0
     cal = load_calibration()
     for inst in eligible_instances(spec, catalog, rejected):
-        acc = next(a for a in catalog.accelerators if a.id == inst.accelerator_id)
+        acc = accelerator_of(catalog, inst)
         formats = []
         for fmt in spec.precision:
             why = unsupported_format(weight_format(fmt, model), acc, cal)

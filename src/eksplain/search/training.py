@@ -17,7 +17,7 @@ from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
 from eksplain.errors import EksplainError, InputError
 from eksplain.estimate import Estimate, EstimateRequest, run_estimate, unsupported_format
-from eksplain.hardware import HardwareCatalog, InstanceType
+from eksplain.hardware import HardwareCatalog, InstanceType, accelerator_of
 from eksplain.parallel import Parallelism, validate_parallelism
 from eksplain.search.plan import Candidate, Rejection, eligible_instances
 from eksplain.spec import WorkloadSpec
@@ -163,7 +163,7 @@ def search_training(spec: WorkloadSpec, model: Model, catalog: HardwareCatalog,
     evaluated = 0
     cal = load_calibration()
     for inst in eligible_instances(spec, catalog, rejected):
-        acc = next(a for a in catalog.accelerators if a.id == inst.accelerator_id)
+        acc = accelerator_of(catalog, inst)
         why = unsupported_format("nf4", acc, cal) if spec.method == "qlora" else None
         if why is not None:
             rejected.append(Rejection(inst.name, "format", "QLoRA: " + why))

@@ -26,7 +26,7 @@ from eksplain.memory import (
 )
 from eksplain.parallel import Parallelism
 from eksplain.units import GB, GIB, MIB
-from eksplain.validation.report import Case
+from eksplain.validation.report import Case, weight_format
 
 __all__ = ["TOLERANCES", "predict"]
 
@@ -46,11 +46,6 @@ TOLERANCES: dict[str, float] = {
 CALIBRATION_QUANTITIES = ("non_torch", "activation_peak", "cuda_graph")
 
 _UNITS = {"GiB": GIB, "MiB": MIB, "GB": GB, "tokens": 1, "blocks": 1, "x": 1}
-_FORMATS = {
-    None: None, "fp8": "fp8", "awq": "awq", "gptq": "gptq", "bnb-nf4": "nf4", "nf4": "nf4",
-    "bnb-4bit": "nf4", "bnb-fp4": "bnb4", "bnb-int8": "int8", "int8": "int8",
-}
-_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", None: "bf16"}
 
 
 def _device_bytes(case: Case, cal: Calibration) -> int:
@@ -70,13 +65,6 @@ def _parallel(setup: dict[str, Any]) -> Parallelism:
     return Parallelism(tp=tp, pp=pp, dp=dp, cp=cp)
 
 
-def _weight_format(setup: dict[str, Any]) -> str:
-    fmt = _FORMATS.get(setup.get("quantization"), "unknown")
-    if fmt == "unknown":
-        raise EksplainError(f"weight format {setup.get('quantization')!r} is not modelled")
-    return fmt or _DTYPES.get(setup.get("dtype"), "bf16")
-
-
 def _v0_token_budget(setup: dict[str, Any], max_model_len: int) -> int | None:
     """Tokens the vLLM V0 engine profiled: max(max_model_len, 2048) without chunked prefill,
     which V0 turned on by itself only above 32k tokens (vllm/engine/arg_utils.py, V0). V1
@@ -94,7 +82,7 @@ def _v0_token_budget(setup: dict[str, Any], max_model_len: int) -> int | None:
 
 def _serving(case: Case, model: Model, cal: Calibration) -> float:
     s = case.setup
-    fmt = _weight_format(s)
+    fmt = weight_format(s)
     par = _parallel(s)
     if case.quantity == "weights":
         return weight_bytes(model, cal.format(fmt), par, cal.engine("vllm").vocab_padding)

@@ -12,7 +12,24 @@ from eksplain.datafiles import data_files, read_yaml
 from eksplain.errors import EksplainError
 
 __all__ = ["Case", "Outcome", "Report", "evaluate", "load_cases", "render_markdown",
-           "report_dict"]
+           "report_dict", "weight_format"]
+
+# The reference set's words for a weight format (its `quantization` and `dtype` fields), mapped
+# to eksplain's formats; one table for the memory and the speed cases.
+_FORMATS: dict[str | None, str | None] = {
+    None: None, "fp8": "fp8", "awq": "awq", "gptq": "gptq", "int4": "awq",
+    "bnb-nf4": "nf4", "nf4": "nf4", "bnb-4bit": "nf4", "bnb-fp4": "bnb4",
+    "bnb-int8": "int8-wo", "int8": "int8-wo", "int8 (weight storage)": "int8-wo",
+}
+_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "fp8": "fp8"}
+
+
+def weight_format(setup: dict[str, Any]) -> str:
+    """The weight format a reference case ran: its quantization, else its dtype (bf16)."""
+    quant = setup.get("quantization")
+    if quant not in _FORMATS:
+        raise EksplainError(f"weight format {quant!r} is not modelled")
+    return _FORMATS[quant] or _DTYPES.get(str(setup.get("dtype")), "bf16")
 
 @dataclass(frozen=True)
 class Case:

@@ -26,7 +26,7 @@ from eksplain.errors import EksplainError
 from eksplain.hardware import Accelerator, InstanceType, find_accelerator, load_catalog
 from eksplain.memory import ServingConfig, kv_bytes_per_token, serving_memory, weight_bytes
 from eksplain.parallel import Parallelism
-from eksplain.validation.report import Case
+from eksplain.validation.report import Case, weight_format
 
 __all__ = ["TOLERANCES", "predict"]
 
@@ -45,9 +45,6 @@ TOLERANCES: dict[str, float] = {
 }
 
 # gpt-fast's and Neuron's int8 are weight-only; int4 is group-wise 4-bit like AWQ.
-_FORMATS = {None: None, "fp8": "fp8", "int8": "int8-wo", "int4": "awq", "awq": "awq",
-            "int8 (weight storage)": "int8-wo"}
-_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8"}
 
 
 def _model(case: Case) -> Model:
@@ -84,17 +81,10 @@ def _devices_parallel(acc: Accelerator, setup: dict[str, Any]) -> Parallelism:
                        cp=int(setup.get("cp", 1)))
 
 
-def _weight_format(setup: dict[str, Any]) -> str:
-    quant = setup.get("quantization")
-    if quant not in _FORMATS:
-        raise EksplainError(f"weight format {quant!r} is not modelled")
-    return _FORMATS[quant] or _DTYPES.get(str(setup.get("dtype")), "bf16")
-
-
 def _serving(case: Case, cal: Calibration) -> float:
     s, model, acc = case.setup, _model(case), _accelerator(case)
     par = _devices_parallel(acc, s)
-    fmt = _weight_format(s)
+    fmt = weight_format(s)
     stand_in = cal.peak_proxy(acc.id)
     proxy = find_accelerator(load_catalog(), stand_in) if stand_in else None
     r = rates(acc, fmt, proxy)

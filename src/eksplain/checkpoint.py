@@ -26,8 +26,9 @@ from eksplain.errors import InputError, suggest
 from eksplain.hardware import InstanceType
 
 __all__ = [
-    "Checkpoint", "StorageOption", "checkpoint_plan", "failure_rate", "load_storage",
-    "node_limit_bytes_per_s",
+    "Checkpoint", "StorageOption", "checkpoint_plan", "cold_start_seconds", "failure_rate",
+    "file_system_bytes_per_s", "load_storage", "node_limit_bytes_per_s", "provisioned_bytes",
+    "read_seconds", "storage_usd_per_month",
 ]
 
 SECONDS_PER_DAY = 86_400
@@ -100,6 +101,13 @@ def find_storage(options: tuple[StorageOption, ...], name: str) -> StorageOption
     ids = [o.id for o in options]
     raise InputError(f"Unknown storage {name!r}.", hint="use one of " + ", ".join(ids),
                      suggestions=suggest(name, ids))
+
+
+@functools.cache
+def cold_start_seconds() -> tuple[float, float]:
+    """(image pull, engine warm-up) seconds of a new replica (data/startup.yaml, sourced)."""
+    data = read_yaml("startup.yaml")
+    return float(data["image_pull"]["seconds"]), float(data["engine_warmup"]["seconds"])
 
 
 @functools.cache

@@ -20,6 +20,7 @@ __all__ = [
     "all_gather_s",
     "all_reduce_s",
     "all_to_all_s",
+    "ena_link",
     "inter_node_link",
     "intra_node_link",
 ]
@@ -85,5 +86,10 @@ def inter_node_link(instance: InstanceType, cal: LinkCalibration) -> Link:
     if instance.efa_interfaces:  # EFA runs at the instance's network bandwidth
         per_device = (instance.efa_gbps or instance.network_gbps) * 1e9 / 8 / devices
         return Link("EFA", per_device * cal.efa_efficiency, cal.network_latency_s)
-    per_device = instance.network_gbps * 1e9 / 8 / devices
+    return ena_link(instance, cal)
+
+
+def ena_link(instance: InstanceType, cal: LinkCalibration) -> Link:
+    """Plain TCP over the instance's ENA network, per device (NCCL's socket transport)."""
+    per_device = instance.network_gbps * 1e9 / 8 / max(instance.accelerator_count, 1)
     return Link("ENA", per_device * cal.ena_efficiency, cal.network_latency_s)

@@ -12,14 +12,19 @@ from dataclasses import dataclass, replace
 
 from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
-from eksplain.checkpoint import checkpoint_plan, failure_rate, load_storage, read_seconds
-from eksplain.comms import Link, inter_node_link, intra_node_link
+from eksplain.checkpoint import (
+    checkpoint_plan,
+    cold_start_seconds,
+    failure_rate,
+    load_storage,
+    read_seconds,
+)
+from eksplain.comms import ena_link, inter_node_link, intra_node_link
 from eksplain.compute import TrainingSetup, rates, training_speed
-from eksplain.datafiles import read_yaml
 from eksplain.errors import EksplainError
 from eksplain.estimate import Estimate, EstimateRequest, run_estimate
 from eksplain.hardware import HardwareCatalog, find_instance, load_catalog, resolve_hardware
-from eksplain.memory import kv_bytes_for_sequence
+from eksplain.memory import kv_bytes_for_sequence, kv_element_bits
 from eksplain.parallel import Parallelism
 from eksplain.units import GIB, format_duration
 
@@ -83,13 +88,14 @@ def attention(w: Workload) -> Impact:
             "its attention compute grows with the square of the input length "
             f"(at most {w.model.architecture.max_context:,} tokens)",))
     est = _estimate(w)
+    kv_bits = kv_element_bits(est.request.kv_dtype, load_calibration().format(est.weight_format))
     per_token = est.kv.bytes_per_token if est.kv else 0
     pool = est.kv.pool_bytes if est.kv else 0
     rows = []
     for ctx in CONTEXTS:
         if ctx > w.model.architecture.max_context:
             continue
-        per_seq = kv_bytes_for_sequence(w.model.architecture, 16, ctx, est.parallel)
+        per_seq = kv_bytes_for_sequence(w.model.architecture, kv_bits, ctx, est.parallel)
         fits = pool // per_seq if per_seq else 0
         rows.append((f"{ctx:,}", _gib(per_seq), f"{fits:,}"))
     notes = (f"{per_token / 1024:.0f} KiB per token per device; the engine's KV pool on "
@@ -212,10 +218,8 @@ def efa(w: Workload) -> Impact:
     acc = resolve_hardware(catalog, "p5.48xlarge", None).accelerator
     cal = load_calibration()
     efa_link = inter_node_link(inst, cal.links)
-    ena_link = Link("ENA", inst.network_gbps * 1e9 / 8 / inst.accelerator_count
-                    * cal.links.ena_efficiency, cal.links.network_latency_s)
     rows = []
-    for name, link in (("EFA", efa_link), ("ENA (TCP)", ena_link)):
+    for name, link in (("EFA", efa_link), ("ENA (TCP)", ena_link(inst, cal.links))):
         setup = TrainingSetup(seq_len=4096, micro_batch=1, microbatches=1,
                               parallel=Parallelism(dp=16), recompute="selective", sharded=True,
                               trainable_fraction=1.0, intra_link=intra_node_link(acc, cal.links),
@@ -285,14 +289,9 @@ def storage(w: Workload) -> Impact:
                    "bandwidth), FSx for Lustre also by its throughput at 1.2 TiB, its minimum",))
 
 
-def _startup() -> tuple[float, float]:
-    data = read_yaml("startup.yaml")
-    return float(data["image_pull"]["seconds"]), float(data["engine_warmup"]["seconds"])
-
-
 def cold_start(w: Workload) -> Impact:
     """Seconds before a new replica serves: weights from each storage + warm-up (+ image pull)."""
-    pull, warmup = _startup()
+    pull, warmup = cold_start_seconds()
     rows = tuple((name, f"{float(sec) + warmup:.0f}", f"{float(sec) + warmup + pull:.0f}")
                  for name, sec in _load_rows(w) if name != "instance-nvme")
     return Impact("Cold start of a new replica", ("model cache", "s, image cached",
@@ -304,7 +303,7 @@ def cold_start(w: Workload) -> Impact:
 
 
 def registry(w: Workload) -> Impact:
-    pull, _ = _startup()
+    pull, _ = cold_start_seconds()
     return Impact("Pulling a large serving image", ("image", "seconds"),
                   (("15-20 GB GPU serving image from ECR", f"{pull:.0f}"),),
                   ("lazy loading (SOCI) or a pre-pulled image on the node cuts this",))

@@ -26,11 +26,11 @@ from eksplain.render.exposure import ingress
 from eksplain.render.karpenter import ec2_node_class, node_pool
 from eksplain.render.training import TRAINING_TASKS, training_context
 from eksplain.search import Plan
+from eksplain.search.serving import BATCH_DEFAULT_DEADLINE_S
 from eksplain.spec import WorkloadSpec
 
 __all__ = ["Manifests", "RenderOptions", "build", "render_plan"]
 
-BATCH_DEFAULT_DEADLINE_S = 3600.0  # the serving search's own default for a batch without one
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,12 @@ from __future__ import annotations
 from collections import defaultdict
 
 from eksplain.catalog import Model, resolve_model
-from eksplain.checkpoint import load_storage, read_seconds, storage_usd_per_month
-from eksplain.datafiles import read_yaml
+from eksplain.checkpoint import (
+    cold_start_seconds,
+    load_storage,
+    read_seconds,
+    storage_usd_per_month,
+)
 from eksplain.errors import InfeasibleError
 from eksplain.hardware import HardwareCatalog, find_instance
 from eksplain.search.plan import Candidate, Decision, Plan, Rejection, pareto_front
@@ -119,9 +123,7 @@ def _model_cache(spec: WorkloadSpec, choice: Candidate, catalog: HardwareCatalog
         rows.append((name, round(seconds, 1), round(monthly, 2)))
     fast = [r for r in rows if r[1] <= COLD_LOAD_LIMIT_S] or [min(rows, key=lambda r: r[1])]
     name, seconds, monthly = min(fast, key=lambda r: (r[2], r[1], r[0]))
-    startup = read_yaml("startup.yaml")
-    pull = float(startup["image_pull"]["seconds"])
-    warmup = float(startup["engine_warmup"]["seconds"])
+    pull, warmup = cold_start_seconds()
     text = (f"model cache on {name}: a replica loads its {weights / GIB:.1f} GiB of weights in "
             f"{seconds:.0f} s (capped by the {inst.network_gbps:g} Gbps network of {inst.name} "
             f"and the storage's own throughput; ${monthly:.2f} a month), the cheapest option "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
+from eksplain.cost import HOURS_PER_MONTH
 from eksplain.errors import EksplainError
 from eksplain.estimate import (
     Estimate,
@@ -35,6 +36,7 @@ from eksplain.units import GIB
 __all__ = ["Sizing", "daily_shape", "fleet", "search_serving"]
 
 HOURS_PER_DAY = 24
+BATCH_DEFAULT_DEADLINE_S = 3600.0  # a batch job without a deadline is sized to finish in an hour
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
         label=label, instance_type=inst.name, accelerator=p95.choice.accelerator.id,
         nodes=size.nodes_peak, devices=tp * pp * size.replicas_peak, tp=tp, pp=pp,
         dp=size.replicas_peak, weight_format=fmt, usd_per_hour=node_price * size.nodes_peak,
-        usd_per_month=node_price * size.nodes_mean * 730, usd_total=None,
+        usd_per_month=node_price * size.nodes_mean * HOURS_PER_MONTH, usd_total=None,
         latency_s=speed.tpot_s if spec.task != "embedding" else speed.ttft_s,
         ttft_s=p95.speed.serving.ttft_s if p95.speed.serving else None,
         memory_bytes=p95.memory.total_bytes, capacity_bytes=p95.memory.capacity_bytes,
@@ -281,7 +283,7 @@ def _batch_job(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
     tp, pp, fmt, label = key
     per_replica, node_price, details = run
     requests = spec.data.samples or round(spec.traffic.rps * 3600)
-    deadline = spec.slo.deadline or 3600.0
+    deadline = spec.slo.deadline or BATCH_DEFAULT_DEADLINE_S
     replicas = max(1, math.ceil(requests / (per_replica * deadline)))
     per_node = max(inst.accelerator_count // (tp * pp), 1)
     nodes = math.ceil(replicas / per_node) * max(1, (tp * pp) // inst.accelerator_count)

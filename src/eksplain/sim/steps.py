@@ -31,7 +31,7 @@ from eksplain.compute import (
 from eksplain.errors import InputError
 from eksplain.estimate import Estimate
 from eksplain.hardware import HardwareCatalog, find_accelerator
-from eksplain.memory import kv_bytes_per_context_token, weight_bytes
+from eksplain.memory import kv_bytes_per_context_token, kv_element_bits, weight_bytes
 from eksplain.parallel import Parallelism
 
 __all__ = ["EstimatorStepModel", "LinearStepModel", "StepModel", "estimator_step_model"]
@@ -100,7 +100,7 @@ def estimator_step_model(est: Estimate, catalog: HardwareCatalog,
     cal = load_calibration()
     acc = est.choice.accelerator
     fmt = cal.format(est.weight_format)
-    kv_bits = 8 if est.request.kv_dtype.startswith("fp8") else 16
+    kv_bits = kv_element_bits(est.request.kv_dtype, fmt)
     prompt, output = tokens
     kv_per_token = kv_bytes_per_context_token(est.model.architecture, kv_bits,
                                               prompt + output / 2, est.parallel)

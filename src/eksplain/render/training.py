@@ -21,7 +21,6 @@ from typing import Any, Literal
 from eksplain.catalog import Model
 from eksplain.datafiles import read_yaml
 from eksplain.errors import RenderError
-from eksplain.estimate import EstimateRequest, run_estimate
 from eksplain.hardware import (
     Accelerator,
     HardwareCatalog,
@@ -82,21 +81,6 @@ def _fsx_bytes(need_bytes: int) -> int:
     return fsx_capacity_gib(math.ceil(need_bytes / GIB)) * GIB
 
 
-def _checkpoint_storage_bytes(spec: WorkloadSpec, choice: Candidate,
-                              catalog: HardwareCatalog) -> int:
-    """The plan's checkpoint storage (two checkpoints), from the same estimate the search ran
-    for the chosen layout."""
-    c = spec.constraints
-    req = EstimateRequest(
-        model=spec.model, hardware=choice.instance_type, devices=choice.devices,
-        task="training", tp=choice.tp, pp=choice.pp, dp=choice.dp,
-        batch=int(choice.detail("micro_batch") or 1), seq_len=spec.tokens.context,
-        fsdp="full" if choice.detail("fsdp") == "full" else "none", method=spec.method,
-        recompute=_recompute(choice), precision="mixed", region=c.region,
-        capacity_type=c.capacity_type, storage=spec.storage)
-    return run_estimate(req, catalog, limits=False).storage.stored_bytes
-
-
 def _recompute(choice: Candidate) -> Recompute:
     value = choice.detail("recompute")
     if value == "selective":
@@ -152,7 +136,7 @@ def training_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hard
     inst = find_instance(catalog, choice.instance_type)
     acc = accelerator_of(catalog, inst)
     images: dict[str, Any] = read_yaml("images.yaml")
-    layout = _layout(spec, choice, inst, acc, _checkpoint_storage_bytes(spec, choice, catalog))
+    layout = _layout(spec, choice, inst, acc, int(choice.detail("checkpoint_storage_bytes") or 0))
     shm = int(images[layout.image_key]["shm_gib_per_device"]) * inst.accelerator_count * GIB
     cpu, memory = pod_size(inst, 1, shm)
     name = short_name(model.id)

@@ -246,7 +246,8 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
         return Rejection(label, "price", cost.note or "no speed estimate")
     node_price = cost.usd_per_hour / cost.nodes
     details: list[tuple[str, float | int | str]] = [
-        ("batch", speed.batch), ("requests_per_s_per_replica", round(speed.requests_per_s, 4)),
+        ("batch", speed.batch), ("ep", loaded.parallel.ep),
+        ("requests_per_s_per_replica", round(speed.requests_per_s, 4)),
         ("output_tokens_per_s_per_replica", round(speed.output_tokens_per_s, 1)),
         ("kv_bytes_per_token", loaded.kv.bytes_per_token if loaded.kv else 0),
         ("weights_bytes", p95.memory.weights_bytes),

@@ -150,6 +150,7 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, nodes: int, est: Estimate
             ("checkpoint_interval_s", round(check.interval_s, 1) if check else 0),
             ("checkpoint_write_s", round(check.write_s, 1) if check else 0),
             ("checkpoint_overhead", round(lost, 4)),
+            ("checkpoint_storage_bytes", est.storage.stored_bytes),
             ("compute_s", round(compute, 1) if compute is not None else 0),
         ),
     )

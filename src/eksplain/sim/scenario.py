@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -88,17 +87,11 @@ def traffic_for(spec: WorkloadSpec, trace: Trace | None) -> tuple[ArrivalProcess
     return Poisson(t.rps), f"Poisson, {t.rps:g} req/s"
 
 
-def _ep(label: str) -> int:
-    # The candidate states expert parallelism only in its label ("..., TP=8 EP=8, bf16").
-    found = re.search(r"\bEP=(\d+)", label)
-    return int(found.group(1)) if found else 1
-
-
 def _estimate(spec: WorkloadSpec, c: Candidate, catalog: HardwareCatalog) -> Estimate:
     batch = c.detail("batch")
     return run_estimate(EstimateRequest(
         model=spec.model, hardware=c.instance_type, devices=c.tp * c.pp, tp=c.tp, pp=c.pp,
-        dp=1, ep=_ep(c.label), task="inference", dtype=c.weight_format,
+        dp=1, ep=int(c.detail("ep") or 1), task="inference", dtype=c.weight_format,
         batch=int(batch) if isinstance(batch, int | float) else 1,
         input_tokens=spec.tokens.input_mean, output_tokens=spec.tokens.output_mean,
         engine=spec.engine, region=spec.constraints.region,

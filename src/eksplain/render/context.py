@@ -183,7 +183,7 @@ def _neuron_args(spec: WorkloadSpec, model: Model, choice: Candidate, acc: Accel
     """vLLM's flags on Neuron: TP counts NeuronCores (the plan counts devices); the batch and
     context are compiled in, so they are the plan's."""
     engine = load_calibration().engine("vllm")
-    batch = int(choice.detail("batch") or choice.detail("max_num_seqs") or engine.max_num_seqs)
+    batch = choice.concurrency(engine.max_num_seqs)
     return ("--port", str(row["port"]), "--served-model-name", model.id,
             "--tensor-parallel-size", str(choice.tp * acc.cores_per_device),
             "--max-model-len", str(spec.tokens.context), "--max-num-seqs", str(batch))
@@ -205,7 +205,7 @@ def _engine_args(spec: WorkloadSpec, model: Model, choice: Candidate, vllm: dict
     else:
         # the plan's batch: the concurrency whose TPOT holds the SLO (and the autoscaling
         # target); the engine's own limit would let a replica take more and miss the SLO
-        batch = int(choice.detail("batch") or choice.detail("max_num_seqs") or engine.max_num_seqs)
+        batch = choice.concurrency(engine.max_num_seqs)
         args += ["--max-num-seqs", str(batch)]
     flag = vllm["quantization_flags"].get(choice.weight_format)
     if flag is not None and model.quantization is None:

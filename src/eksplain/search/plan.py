@@ -48,6 +48,12 @@ class Candidate:
     def detail(self, key: str) -> float | int | str | None:
         return dict(self.details).get(key)
 
+    def concurrency(self, fallback: int) -> int:
+        """Sequences a serving replica runs at once: the plan's batch (which holds the TPOT SLO
+        and is within the engine's limit), else the engine's limit, else ``fallback``. What
+        ``eksplain render`` passes as ``--max-num-seqs`` and ``eksplain simulate`` admits."""
+        return int(self.detail("batch") or self.detail("max_num_seqs") or fallback)
+
 
 @dataclass(frozen=True)
 class Rejection:

@@ -98,15 +98,6 @@ def _estimate(spec: WorkloadSpec, c: Candidate, catalog: HardwareCatalog) -> Est
         capacity_type=spec.constraints.capacity_type, storage="s3"), catalog)
 
 
-def _max_num_seqs(choice: Candidate, batch: int) -> int:
-    """The plan's batch (the concurrency whose TPOT holds the SLO), within the engine's limit:
-    the ``--max-num-seqs`` that ``eksplain render`` gives vLLM for this plan."""
-    limit = choice.detail("max_num_seqs")
-    planned = choice.detail("batch")
-    seqs = int(planned) if isinstance(planned, int | float) else batch
-    return min(seqs, int(limit)) if isinstance(limit, int | float) else seqs
-
-
 def _check(spec: WorkloadSpec, options: SimulateOptions) -> None:
     if spec.task != "inference" or spec.tokens.output_mean < 1:
         raise InputError(f"simulate runs online generation (task: inference); this spec's task "
@@ -128,7 +119,7 @@ def simulate_plan(spec: WorkloadSpec, choice: Candidate, catalog: HardwareCatalo
         raise InputError(f"No serving estimate for {choice.label}.")
     t = spec.tokens
     limits = EngineLimits(
-        max_num_seqs=_max_num_seqs(choice, est.speed.serving.batch),
+        max_num_seqs=choice.concurrency(est.speed.serving.batch),
         max_num_batched_tokens=load_calibration().engine("vllm").max_num_batched_tokens,
         kv_blocks=est.kv.blocks, block_size=est.kv.block_size)
     replicas = options.replicas or int(choice.detail("replicas_peak") or choice.dp)

@@ -272,8 +272,7 @@ def checkpoint(w: Workload) -> Impact:
                   (f"failure rate {failure_rate():.2e} per GPU-day (Llama 3's run)",))
 
 
-def _load_rows(w: Workload) -> tuple[tuple[str, str], ...]:
-    est = _estimate(w)
+def _load_rows(est: Estimate) -> tuple[tuple[str, str], ...]:
     weights = est.memory.weights_bytes * est.parallel.model_devices
     inst = find_instance(load_catalog(), est.cost.instance_type)
     return tuple((option.id, f"{read_seconds(option, weights, inst):.1f}")
@@ -284,7 +283,7 @@ def storage(w: Workload) -> Impact:
     """Seconds to load the model's weights from each storage option onto one node."""
     est = _estimate(w)
     return Impact(f"Loading {w.model.id}'s weights onto {est.cost.instance_type}",
-                  ("storage", "seconds"), _load_rows(w),
+                  ("storage", "seconds"), _load_rows(est),
                   ("network storage is capped by the instance's network (EBS by its EBS "
                    "bandwidth), FSx for Lustre also by its throughput at 1.2 TiB, its minimum",))
 
@@ -293,13 +292,13 @@ def cold_start(w: Workload) -> Impact:
     """Seconds before a new replica serves: weights from each storage + warm-up (+ image pull)."""
     pull, warmup = cold_start_seconds()
     rows = tuple((name, f"{float(sec) + warmup:.0f}", f"{float(sec) + warmup + pull:.0f}")
-                 for name, sec in _load_rows(w) if name != "instance-nvme")
+                 for name, sec in _load_rows(_estimate(w)) if name != "instance-nvme")
     return Impact("Cold start of a new replica", ("model cache", "s, image cached",
                                                   "s, image pulled"), rows,
                   (f"engine warm-up {warmup:.0f} s and image pull {pull:.0f} s from engine logs "
                    "and ECR figures; node provisioning has no sourced figure and is not included",
-                   "scale-up must start before the queue grows: autoscale on the engine's "
-                   "running requests"))
+                   "scale-up must start before the queue grows: autoscale on the requests each "
+                   "replica holds, running and waiting"))
 
 
 def registry(w: Workload) -> Impact:

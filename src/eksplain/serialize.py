@@ -278,6 +278,6 @@ def simulation_dict(sim: Simulation) -> dict[str, Any]:
         "slo_attainment": {k: _round(v, 4) for k, v in r.slo_attainment},
         "queue_cap": cfg.queue_cap,
         "stopped": r.stopped or None,
-        "timeline": [{"minute": m.minute, "waiting": m.waiting, "running": m.running,
-                      "replicas": m.replicas, "completed": m.completed} for m in r.timeline],
+        "timeline": [{k: _round(v) if isinstance(v, float) else v
+                      for k, v in asdict(m).items()} for m in r.timeline],
     }

@@ -123,6 +123,8 @@ class _Sim:
         self.tally = _Tally(cfg.slos)
         self.timeline: list[MinuteSample] = []
         self.minute_completed = 0
+        self.minute_arrived = 0
+        self.minute_ttft, self.minute_tpot = Histogram(), Histogram()
         self.now = 0.0
         self.stopped = ""
         self.pending: Arrival = (0.0, 0, 0)
@@ -164,6 +166,7 @@ class _Sim:
     def _arrive(self) -> None:
         time_s, prompt, output = self.pending
         self.arrived += 1
+        self.minute_arrived += 1
         seq = Seq(self.arrived, time_s, prompt, output)
         if not self.replicas[0].fits_ever(seq):
             self.tally.failed += 1
@@ -209,6 +212,9 @@ class _Sim:
         for seq in self.replicas[index].finish(self.now):
             self.tally.complete(seq, self.now)
             self.minute_completed += 1
+            self.minute_ttft.add(seq.first_token_s - seq.arrival_s)
+            if seq.output > 1:
+                self.minute_tpot.add((self.now - seq.first_token_s) / (seq.output - 1))
         if self.router:
             self._dispatch()  # may start this replica's next run already
         if self.replicas[index].run is None:
@@ -222,8 +228,10 @@ class _Sim:
             self.timeline.append(MinuteSample(
                 len(self.timeline) + 1, self._waiting(),
                 sum(len(r.running) for r in self.replicas), len(self.replicas),
-                self.minute_completed))
-            self.minute_completed = 0
+                self.minute_completed, self.minute_arrived, len(self.replicas),
+                self.minute_ttft.percentile(95), self.minute_tpot.percentile(95)))
+            self.minute_completed = self.minute_arrived = 0
+            self.minute_ttft, self.minute_tpot = Histogram(), Histogram()
             if self.progress is not None:
                 self.progress(len(self.timeline) * MINUTE_S)
 

@@ -74,5 +74,9 @@ class MinuteSample:
     minute: int  # the sample at the end of this minute (1 = 60 s in)
     waiting: int  # requests queued (at the router and in the replicas' engines)
     running: int  # sequences in the replicas' batches
-    replicas: int
+    replicas: int  # replicas that exist (starting or serving)
     completed: int  # completed during the minute
+    arrived: int  # arrivals during the minute
+    ready: int  # replicas serving (a starting replica does not serve)
+    ttft_p95_s: float  # of the requests completed during the minute; 0 when none
+    tpot_p95_s: float  # of those with two or more output tokens; 0 when none

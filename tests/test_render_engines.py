@@ -201,6 +201,16 @@ def test_triton_refuses_what_it_cannot_build() -> None:
     assert "--dtype bfloat16 --tp_size 1 --pp_size 1" in script
 
 
+def test_triton_replica_across_nodes_is_refused() -> None:
+    """PP=2 on one-GPU g6e.xlarge nodes: vLLM would be a LeaderWorkerSet, Triton is refused."""
+    plan = _trt_plan("chat-llama-3.1-8b")
+    assert plan.choice is not None
+    wide = dataclasses.replace(plan, choice=dataclasses.replace(plan.choice, pp=2))
+    spec = _trt_spec("chat-llama-3.1-8b")
+    with pytest.raises(RenderError, match="one replica spans 2 nodes"):
+        render_plan(spec, wide, resolve_model(spec.model), _catalog(), RenderOptions())
+
+
 def test_triton_is_refused_on_neuron_and_for_batch() -> None:
     with pytest.raises(RenderError, match="Triton TensorRT-LLM image cannot run"):
         api.render(_trt_spec("llama-inferentia2"))
@@ -278,6 +288,18 @@ def test_cpu_inconsistencies_are_named() -> None:
     _pod(objs)["tolerations"] = []
     found = _check(tuple(objs))
     assert any(f.field.endswith("nodeSelector") for f in found), found
+
+
+def test_cpu_embeddings_on_graviton_are_refused() -> None:
+    """TEI publishes no versioned arm64 CPU image: a c7g plan is refused, naming the family."""
+    plan = cpu_plan()
+    assert plan.choice is not None
+    graviton = dataclasses.replace(plan, choice=dataclasses.replace(
+        plan.choice, instance_type="c7g.8xlarge"))
+    spec = _spec("embeddings-bge-2000rps")
+    with pytest.raises(RenderError, match="built for amd64 only") as caught:
+        render_plan(spec, graviton, resolve_model(spec.model), _catalog(), RenderOptions())
+    assert "c7g" in (caught.value.hint or "")
 
 
 def test_cpu_text_generation_is_refused() -> None:

@@ -338,6 +338,22 @@ def _sizes(inst: InstanceType, choice: Candidate, row: dict[str, Any],
     return gpus, inst.accelerator_count // gpus, group, shm
 
 
+def _check_engine_fits(key: str, row: dict[str, Any], inst: InstanceType, group: int) -> None:
+    """The image runs on the node's CPU architecture, and a replica across nodes is vLLM's."""
+    arch = "arm64" if inst.cpu_architecture == "arm64" else "amd64"
+    if arch not in row.get("architectures", [arch]):
+        raise RenderError(f"the plan chose {inst.name} ({arch}), but the pinned "
+                          f"{row['image']} image is built for {', '.join(row['architectures'])} "
+                          "only.",
+                          hint=f"exclude the {inst.family} family (constraints."
+                               "exclude_families) so that the plan picks an x86-64 instance")
+    if group > 1 and key != "vllm":
+        raise RenderError(f"one replica spans {group} nodes, which render builds for vLLM only "
+                          "(a LeaderWorkerSet with Ray); Triton runs within one node.",
+                          hint="set engine: vllm, or allow a larger instance family or "
+                               "quantize so that one node holds a replica")
+
+
 def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: HardwareCatalog,
                     options: RenderOptions) -> RenderContext:
     """The render's view of a serving plan; ``RenderError`` for what it cannot build yet."""
@@ -356,6 +372,7 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
         raise RenderError(f"the plan's model cache {cache!r} cannot be rendered.",
                           hint="one of " + ", ".join(CACHES))
     gpus, per_node, group, shm = _sizes(inst, choice, row)
+    _check_engine_fits(engine_key, row, inst, group)
     cpu, memory = pod_size(inst, per_node, shm)
     startup_s = STARTUP_MARGIN * (float(cold.get("weight_load_s") or 0)
                                   + float(cold.get("engine_warmup_s") or 0))

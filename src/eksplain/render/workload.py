@@ -135,6 +135,12 @@ def _probe(ctx: RenderContext, period_s: int, failures: int, path_key: str = "he
 
 
 def env(ctx: RenderContext) -> list[dict[str, Any]]:
+    vllm = [
+        {"name": "VLLM_CACHE_ROOT", "value": f"{WORK_MOUNT}/vllm"},
+        # the OpenAI Triton compiler's kernel cache (torch.compile), not the Triton server
+        {"name": "TRITON_CACHE_DIR", "value": f"{WORK_MOUNT}/triton"},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+    ] if ctx.engine.get("container", "vllm") == "vllm" else []
     return [
         # The token is a file, not an environment variable (which leaks into logs and child
         # processes); huggingface_hub reads it from HF_TOKEN_PATH.
@@ -143,9 +149,7 @@ def env(ctx: RenderContext) -> list[dict[str, Any]]:
         {"name": "HF_HOME", "value": f"{WORK_MOUNT if ctx.cache == 's3' else CACHE_MOUNT}/hf"},
         {"name": "HOME", "value": f"{WORK_MOUNT}/home"},
         {"name": "XDG_CACHE_HOME", "value": WORK_MOUNT},
-        {"name": "VLLM_CACHE_ROOT", "value": f"{WORK_MOUNT}/vllm"},
-        {"name": "TRITON_CACHE_DIR", "value": f"{WORK_MOUNT}/triton"},
-        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        *vllm,
         *({"name": k, "value": str(v)} for k, v in (ctx.engine.get("env") or {}).items()),
     ]
 

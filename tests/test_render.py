@@ -524,12 +524,17 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     renders["chat-lws"] = _render("chat-llama-3.1-8b", plan=_wide_plan())
     renders["pretrain-jobset"] = _jobset("pretrain-7b-1t")
     renders["pretrain-rayjob"] = _launched("pretrain-7b-1t", "rayjob")
-    from tests.test_render_engines import cpu_render, triton_render  # they import this module
+    from tests.test_render_engines import (  # they import this module
+        cpu_render,
+        engine_render,
+        triton_render,
+    )
 
     renders["chat-triton"] = triton_render()
     renders["rag-triton-keda"] = triton_render("rag-llama-3.1-70b-32k",
                                                RenderOptions(autoscaler="keda"))
     renders["embeddings-cpu"] = cpu_render()
+    renders["chat-sglang"] = engine_render("sglang")
     pods = 0
     for label, manifests in renders.items():
         write_files(file_texts(manifests), tmp_path / label, force=False)
@@ -727,10 +732,9 @@ def test_neuron_engine_on_a_gpu_is_refused() -> None:
         api.render(spec)
 
 
-@pytest.mark.parametrize("engine", ["sglang", "hf"])
-def test_other_engines_are_refused(engine: str) -> None:
-    spec = _spec("chat-llama-3.1-8b").model_copy(update={"engine": engine})
-    with pytest.raises(RenderError, match=f"engine {engine} is not supported"):
+def test_other_engines_are_refused() -> None:
+    spec = _spec("chat-llama-3.1-8b").model_copy(update={"engine": "hf"})
+    with pytest.raises(RenderError, match="engine hf is not supported"):
         api.render(spec)
 
 
@@ -845,11 +849,11 @@ def test_cli_render_writes_checks_and_streams(tmp_path: Path) -> None:
     assert streamed.exit_code == 0
     docs = list(yaml.safe_load_all(streamed.output))
     assert [d["kind"] for d in docs][:2] == ["Namespace", "ResourceQuota"]
-    (tmp_path / "sglang.yaml").write_text(
-        (EXAMPLES / "chat-llama-3.1-8b.yaml").read_text() + "engine: sglang\n")
-    refused = runner.invoke(app, ["render", str(tmp_path / "sglang.yaml"), "--stdout"])
+    (tmp_path / "hf.yaml").write_text(
+        (EXAMPLES / "chat-llama-3.1-8b.yaml").read_text() + "engine: hf\n")
+    refused = runner.invoke(app, ["render", str(tmp_path / "hf.yaml"), "--stdout"])
     assert refused.exit_code == 2
-    assert "engine sglang is not supported" in refused.output
+    assert "engine hf is not supported" in refused.output
 
 
 def test_fsx_capacities_are_valid_sizes() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import itertools
 import os
 from typing import Any
 
@@ -25,20 +26,33 @@ from tests.test_render import GOLDEN, _catalog, _check, _find, _spec
 CPU_INSTANCE = "c7i.8xlarge"
 
 
-def _trt_spec(name: str) -> WorkloadSpec:
-    return _spec(name).model_copy(update={"engine": "trtllm"})
+def _engine_spec(name: str, engine: str) -> WorkloadSpec:
+    return _spec(name).model_copy(update={"engine": engine})
 
 
 @functools.cache
+def _engine_plan(name: str, engine: str) -> Plan:
+    return api.plan(_engine_spec(name, engine))
+
+
+def _trt_spec(name: str) -> WorkloadSpec:
+    return _engine_spec(name, "trtllm")
+
+
 def _trt_plan(name: str) -> Plan:
-    return api.plan(_trt_spec(name))
+    return _engine_plan(name, "trtllm")
+
+
+def engine_render(engine: str, name: str = "chat-llama-3.1-8b",
+                  options: RenderOptions | None = None) -> Manifests:
+    spec = _engine_spec(name, engine)
+    return render_plan(spec, _engine_plan(name, engine), resolve_model(spec.model), _catalog(),
+                       options or RenderOptions())
 
 
 def triton_render(name: str = "chat-llama-3.1-8b", options: RenderOptions | None = None,
                   ) -> Manifests:
-    spec = _trt_spec(name)
-    return render_plan(spec, _trt_plan(name), resolve_model(spec.model), _catalog(),
-                       options or RenderOptions())
+    return engine_render("trtllm", name, options)
 
 
 @functools.cache
@@ -218,6 +232,52 @@ def test_triton_is_refused_on_neuron_and_for_batch() -> None:
         api.render(_trt_spec("nightly-summarisation"))
 
 
+# --- SGLang --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("autoscaler", ["hpa", "keda"])
+def test_sglang_renders_clean(autoscaler: str) -> None:
+    options = RenderOptions(autoscaler="keda" if autoscaler == "keda" else "hpa")
+    assert _check(engine_render("sglang", options=options).objects) == ()
+    assert _check(engine_render("sglang", "rag-llama-3.1-70b-32k", options).objects) == ()
+
+
+def test_sglang_follows_the_plan_and_scales_on_its_queue() -> None:
+    choice = _engine_plan("chat-llama-3.1-8b", "sglang").choice
+    assert choice is not None
+    manifests = engine_render("sglang")
+    server = _pod(manifests)["containers"][0]
+    assert server["command"] == ["python3", "-m", "sglang.launch_server"]
+    args = server["args"]
+    flags = dict(itertools.pairwise(args))
+    assert flags["--model-path"] == "/models/meta-llama/Llama-3.1-8B-Instruct"
+    assert (flags["--tp-size"], flags["--pp-size"]) == (str(choice.tp), str(choice.pp))
+    assert flags["--context-length"] == "2560"
+    assert flags["--max-running-requests"] == str(choice.detail("batch"))
+    assert flags["--quantization"] == "fp8"  # the plan's fp8 on a bf16 checkpoint
+    assert "--enable-metrics" in args
+    assert flags["--host"] == "0.0.0.0"
+    assert {e["name"] for e in server["env"]} >= {"TRITON_CACHE_DIR"}
+    assert not any(e["name"].startswith("VLLM_") for e in server["env"])
+    hpa = _find(manifests, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == \
+        "sglang_num_running_reqs_and_queue_reqs"
+    keda = _find(engine_render("sglang", options=RenderOptions(autoscaler="keda")),
+                 "ScaledObject")
+    assert keda["spec"]["triggers"][0]["metadata"]["query"].startswith(
+        'sum(sglang:num_running_reqs{namespace="llama-3-1-8b-instruct",')
+
+
+def test_sglang_refuses_a_format_it_has_no_flag_for() -> None:
+    plan = _engine_plan("chat-llama-3.1-8b", "sglang")
+    assert plan.choice is not None
+    int8 = dataclasses.replace(plan, choice=dataclasses.replace(plan.choice,
+                                                                weight_format="int8"))
+    spec = _engine_spec("chat-llama-3.1-8b", "sglang")
+    with pytest.raises(RenderError, match="no SGLang --quantization for int8"):
+        render_plan(spec, int8, resolve_model(spec.model), _catalog(), RenderOptions())
+
+
 # --- text-embeddings-inference on a CPU instance -----------------------------------------------
 
 
@@ -311,10 +371,12 @@ def test_cpu_text_generation_is_refused() -> None:
 # --- golden files -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("label", ["chat-llama-3.1-8b-trtllm", "embeddings-bge-cpu"])
+@pytest.mark.parametrize("label", ["chat-llama-3.1-8b-trtllm", "chat-llama-3.1-8b-sglang",
+                                   "embeddings-bge-cpu"])
 def test_golden_files(label: str) -> None:
     """Set EKSPLAIN_REGEN_GOLDEN=1 to rewrite them after an intended change; review the diff."""
-    files = file_texts(triton_render() if label.endswith("trtllm") else cpu_render())
+    engine = label.rsplit("-", 1)[-1]
+    files = file_texts(cpu_render() if engine == "cpu" else engine_render(engine))
     folder = GOLDEN / label
     if os.environ.get("EKSPLAIN_REGEN_GOLDEN") == "1":
         folder.mkdir(parents=True, exist_ok=True)

@@ -5,12 +5,13 @@ plan's hardware:
 
     vllm            vLLM on NVIDIA GPUs (engine: vllm)
     vllm_neuron     vLLM with NxD Inference on Inferentia / Trainium (engine: neuron)
+    sglang          SGLang on NVIDIA GPUs (engine: sglang)
     triton_trtllm   Triton Inference Server with the TensorRT-LLM backend (engine: trtllm)
     tei_cpu         text-embeddings-inference on a CPU instance (an embedding plan without
                     accelerators; the vLLM CUDA image needs a GPU)
 
 ``serving_context`` refuses what the renderer does not build (replicas across part of a node,
-SGLang and plain transformers, text generation on CPU) with a ``RenderError`` naming it;
+plain transformers, text generation on CPU) with a ``RenderError`` naming it;
 training plans have their own context (``training.training_context``).
 """
 
@@ -52,7 +53,7 @@ POD_SHARE_OF_ALLOCATABLE = 0.9
 # The startup probe allows this many times the plan's cold start (load + warm-up) before a restart.
 STARTUP_MARGIN = 2.0
 PROBE_PERIOD_S = 10
-SERVING_ENGINES = ("vllm", "neuron", "trtllm")  # spec engines render builds servers for
+SERVING_ENGINES = ("vllm", "neuron", "trtllm", "sglang")  # spec engines render builds servers for
 CACHES = ("s3", "fsx-lustre", "efs")  # model caches render builds (the plan's CACHE_OPTIONS)
 CACHE_HEADROOM = 1.1  # the model cache holds the weights plus tokenizer and config files
 # A TensorRT-LLM build holds the converted checkpoint and the engine beside the weights, each about
@@ -197,16 +198,17 @@ def check_spec(spec: WorkloadSpec) -> None:
     if not spec.serving:
         return  # training: the engine field does not apply
     if spec.engine not in SERVING_ENGINES:
-        raise RenderError(f"render builds vLLM (CUDA or Neuron) and Triton with TensorRT-LLM "
-                          f"servers; engine {spec.engine} is not supported yet.",
-                          hint="set engine: vllm (NVIDIA), engine: trtllm (NVIDIA, Triton) or "
-                               "engine: neuron (Inferentia, Trainium) in the spec")
+        raise RenderError(f"render builds vLLM (CUDA or Neuron), SGLang and Triton with "
+                          f"TensorRT-LLM servers; engine {spec.engine} is not supported yet.",
+                          hint="set engine: vllm or sglang (NVIDIA), engine: trtllm (NVIDIA, "
+                               "Triton) or engine: neuron (Inferentia, Trainium) in the spec")
 
 
 def _check_hardware(spec: WorkloadSpec, choice: Candidate, acc: Accelerator,
                     inst: InstanceType) -> None:
     if acc.is_neuron and spec.engine != "neuron":
-        engine = "Triton TensorRT-LLM" if spec.engine == "trtllm" else "vLLM CUDA"
+        engine = {"trtllm": "Triton TensorRT-LLM", "sglang": "SGLang"}.get(spec.engine,
+                                                                          "vLLM CUDA")
         raise RenderError(f"the plan chose {inst.name} ({acc.name}), where the {engine} "
                           "image cannot run.",
                           hint="set engine: neuron to serve with vLLM on Neuron (NxD "
@@ -261,6 +263,30 @@ def _engine_args(spec: WorkloadSpec, model: Model, choice: Candidate, vllm: dict
     return tuple(args)
 
 
+def _sglang_args(spec: WorkloadSpec, model: Model, choice: Candidate, row: dict[str, Any],
+                 ) -> tuple[str, ...]:
+    """SGLang's flags from the plan (its server-arguments page): the same parallelism, context
+    and batch as vLLM's; the memory fraction is SGLang's own default."""
+    # SGLang listens on 127.0.0.1 unless told otherwise; the pod's address is every interface
+    args = ["--host", "0.0.0.0", "--port", str(row["port"]),
+            "--served-model-name", model.id, "--tp-size", str(choice.tp),
+            "--pp-size", str(choice.pp), "--context-length", str(spec.tokens.context),
+            "--enable-metrics"]
+    if spec.task == "embedding":
+        args += ["--is-embedding"]
+    else:
+        batch = choice.concurrency(load_calibration().engine("vllm").max_num_seqs)
+        args += ["--max-running-requests", str(batch)]
+    if model.quantization is None and choice.weight_format not in ("bf16", "fp16"):
+        flag = row["quantization_flags"].get(choice.weight_format)
+        if flag is None:
+            raise RenderError(f"render has no SGLang --quantization for "
+                              f"{choice.weight_format} weights.",
+                              hint="use engine: vllm, or a pre-quantized checkpoint")
+        args += ["--quantization", flag]
+    return tuple(args)
+
+
 def pod_size(inst: InstanceType, pods_per_node: int, shm_bytes: int) -> tuple[int, int]:
     """CPU (millicores) and memory (bytes, with /dev/shm, which counts against the limit) per
     pod: its share of the node's allocatable, rounded down to whole 100 m and GiB."""
@@ -292,7 +318,7 @@ def _engine_key(spec: WorkloadSpec, choice: Candidate, catalog: HardwareCatalog,
     _check_hardware(spec, choice, acc, inst)
     if acc.is_neuron:
         return "vllm_neuron", acc
-    return ("triton_trtllm" if spec.engine == "trtllm" else "vllm"), acc
+    return {"trtllm": "triton_trtllm", "sglang": "sglang"}.get(spec.engine, "vllm"), acc
 
 
 def _tei_args(model: Model, choice: Candidate, row: dict[str, Any]) -> tuple[str, ...]:
@@ -308,6 +334,8 @@ def _server_args(spec: WorkloadSpec, model: Model, choice: Candidate, key: str,
         return _tei_args(model, choice, row)
     if key == "triton_trtllm":
         return ()  # the Triton builder writes its command from ``engine_build``
+    if key == "sglang":
+        return _sglang_args(spec, model, choice, row)
     if acc is not None and acc.is_neuron:
         return _neuron_args(spec, model, choice, acc, row)
     return _engine_args(spec, model, choice, row)

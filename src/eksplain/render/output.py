@@ -229,6 +229,7 @@ _SERVERS = {
     "vllm": "the vLLM server with the plan's parallelism, limits and probes",
     "vllm_neuron": "the vLLM server on Neuron (NxD Inference) with the plan's parallelism, "
                    "limits and probes",
+    "sglang": "the SGLang server with the plan's parallelism, limits and probes",
     "triton_trtllm": "Triton with the TensorRT-LLM backend: an init container builds the "
                      "engine for the plan's layout, then the server runs with its limits and "
                      "probes",

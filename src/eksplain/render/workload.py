@@ -135,12 +135,14 @@ def _probe(ctx: RenderContext, period_s: int, failures: int, path_key: str = "he
 
 
 def env(ctx: RenderContext) -> list[dict[str, Any]]:
+    container = ctx.engine.get("container", "vllm")
+    # the OpenAI Triton compiler's kernel cache (torch.compile, SGLang's kernels), not the
+    # Triton server
+    kernels = [{"name": "TRITON_CACHE_DIR", "value": f"{WORK_MOUNT}/triton"}]
     vllm = [
-        {"name": "VLLM_CACHE_ROOT", "value": f"{WORK_MOUNT}/vllm"},
-        # the OpenAI Triton compiler's kernel cache (torch.compile), not the Triton server
-        {"name": "TRITON_CACHE_DIR", "value": f"{WORK_MOUNT}/triton"},
+        {"name": "VLLM_CACHE_ROOT", "value": f"{WORK_MOUNT}/vllm"}, *kernels,
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
-    ] if ctx.engine.get("container", "vllm") == "vllm" else []
+    ] if container == "vllm" else kernels if container == "sglang" else []
     return [
         # The token is a file, not an environment variable (which leaks into logs and child
         # processes); huggingface_hub reads it from HF_TOKEN_PATH.
@@ -171,6 +173,9 @@ def _command(ctx: RenderContext) -> tuple[list[str], list[str]]:
     """The server's command and arguments, per engine."""
     if ctx.engine_key == "triton_trtllm":
         return triton.server_command(ctx)
+    if ctx.engine_key == "sglang":
+        return (["python3", "-m", "sglang.launch_server"],
+                ["--model-path", _model_arg(ctx), *ctx.engine_args])
     if ctx.engine_key == "tei_cpu":
         hub = f"{WORK_MOUNT if ctx.cache == 's3' else CACHE_MOUNT}/hf"
         return (["text-embeddings-router"],

@@ -509,7 +509,8 @@ def _pods_of_custom_workloads(manifests: Manifests) -> list[dict[str, Any]]:
 
 def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     """checkov's Kubernetes checks on every example (HPA and KEDA, a shared model cache, NLB and
-    ALB exposure, a LeaderWorkerSet, a JobSet, a RayJob), with the pods of custom workloads
+    ALB exposure, a LeaderWorkerSet, a JobSet, a RayJob, Triton with TensorRT-LLM, embeddings on
+    a CPU instance), with the pods of custom workloads
     scanned as Pods: no failure; every skip is annotated on its object with the reason."""
     checkov = shutil.which("checkov")
     if checkov is None:
@@ -523,6 +524,17 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     renders["chat-lws"] = _render("chat-llama-3.1-8b", plan=_wide_plan())
     renders["pretrain-jobset"] = _jobset("pretrain-7b-1t")
     renders["pretrain-rayjob"] = _launched("pretrain-7b-1t", "rayjob")
+    from tests.test_render_engines import (  # they import this module
+        cpu_render,
+        engine_render,
+        triton_render,
+    )
+
+    renders["chat-triton"] = triton_render()
+    renders["rag-triton-keda"] = triton_render("rag-llama-3.1-70b-32k",
+                                               RenderOptions(autoscaler="keda"))
+    renders["embeddings-cpu"] = cpu_render()
+    renders["chat-sglang"] = engine_render("sglang")
     pods = 0
     for label, manifests in renders.items():
         write_files(file_texts(manifests), tmp_path / label, force=False)
@@ -721,8 +733,8 @@ def test_neuron_engine_on_a_gpu_is_refused() -> None:
 
 
 def test_other_engines_are_refused() -> None:
-    spec = _spec("chat-llama-3.1-8b").model_copy(update={"engine": "trtllm"})
-    with pytest.raises(RenderError, match="engine trtllm is not supported"):
+    spec = _spec("chat-llama-3.1-8b").model_copy(update={"engine": "hf"})
+    with pytest.raises(RenderError, match="engine hf is not supported"):
         api.render(spec)
 
 
@@ -837,11 +849,11 @@ def test_cli_render_writes_checks_and_streams(tmp_path: Path) -> None:
     assert streamed.exit_code == 0
     docs = list(yaml.safe_load_all(streamed.output))
     assert [d["kind"] for d in docs][:2] == ["Namespace", "ResourceQuota"]
-    (tmp_path / "trt.yaml").write_text(
-        (EXAMPLES / "chat-llama-3.1-8b.yaml").read_text() + "engine: trtllm\n")
-    refused = runner.invoke(app, ["render", str(tmp_path / "trt.yaml"), "--stdout"])
+    (tmp_path / "hf.yaml").write_text(
+        (EXAMPLES / "chat-llama-3.1-8b.yaml").read_text() + "engine: hf\n")
+    refused = runner.invoke(app, ["render", str(tmp_path / "hf.yaml"), "--stdout"])
     assert refused.exit_code == 2
-    assert "trtllm" in refused.output
+    assert "engine hf is not supported" in refused.output
 
 
 def test_fsx_capacities_are_valid_sizes() -> None:

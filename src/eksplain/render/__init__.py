@@ -1,6 +1,8 @@
 """The render use case: from a plan to Kubernetes objects, grouped one file per concern.
 
-    serving_context   a serving plan in Kubernetes terms (refuses what is not built yet)
+    serving_context   a serving plan in Kubernetes terms: vLLM (CUDA, Neuron), Triton with
+                      TensorRT-LLM, or text-embeddings-inference on CPU (refuses what is not
+                      built yet)
     training_context  a training plan in Kubernetes terms (training module)
     build             objects per file, as plain dicts (workload, cache, karpenter, training)
     output            deterministic YAML, kustomization.yaml, README.md, writing a directory
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eksplain.catalog import Model
+from eksplain.errors import RenderError
 from eksplain.hardware import HardwareCatalog
 from eksplain.render import batch, rayjob
 from eksplain.render import training as t
@@ -30,6 +33,8 @@ from eksplain.search.serving import BATCH_DEFAULT_DEADLINE_S
 from eksplain.spec import WorkloadSpec
 
 __all__ = ["Manifests", "RenderOptions", "build", "render_plan"]
+
+BATCH_ENGINES = ("vllm", "vllm_neuron")  # images.yaml rows with an offline batch runner
 
 
 
@@ -89,6 +94,10 @@ def _training_job(ctx: RenderContext) -> dict[str, Any]:
 
 
 def _build_batch(ctx: RenderContext, deadline_s: float) -> Manifests:
+    if ctx.engine_key not in BATCH_ENGINES:
+        raise RenderError(f"batch inference runs vLLM's batch runner; the plan's engine "
+                          f"({ctx.engine_key}) has none that render builds.",
+                          hint="set engine: vllm (or neuron) for batch-inference")
     files: list[tuple[str, list[dict[str, Any]]]] = [
         ("00-namespace.yaml", [w.namespace(ctx), w.resource_quota(ctx)]),
         ("10-nodes.yaml", [ec2_node_class(ctx), node_pool(ctx)]),

@@ -1,8 +1,18 @@
 """What a render needs from a plan, in Kubernetes terms: names, labels, sizes and engine flags.
 
-``serving_context`` refuses what the renderer does not build yet (multi-node replicas, Neuron,
-engines other than vLLM) with a ``RenderError`` naming it; training plans have
-their own context (``training.training_context``).
+The serving engine is a row of ``data/images.yaml``, chosen from the spec's engine and the
+plan's hardware:
+
+    vllm            vLLM on NVIDIA GPUs (engine: vllm)
+    vllm_neuron     vLLM with NxD Inference on Inferentia / Trainium (engine: neuron)
+    sglang          SGLang on NVIDIA GPUs (engine: sglang)
+    triton_trtllm   Triton Inference Server with the TensorRT-LLM backend (engine: trtllm)
+    tei_cpu         text-embeddings-inference on a CPU instance (an embedding plan without
+                    accelerators; the vLLM CUDA image needs a GPU)
+
+``serving_context`` refuses what the renderer does not build (replicas across part of a node,
+plain transformers, text generation on CPU) with a ``RenderError`` naming it;
+training plans have their own context (``training.training_context``).
 """
 
 from __future__ import annotations
@@ -43,9 +53,17 @@ POD_SHARE_OF_ALLOCATABLE = 0.9
 # The startup probe allows this many times the plan's cold start (load + warm-up) before a restart.
 STARTUP_MARGIN = 2.0
 PROBE_PERIOD_S = 10
+SERVING_ENGINES = ("vllm", "neuron", "trtllm", "sglang")  # spec engines render builds servers for
 CACHES = ("s3", "fsx-lustre", "efs")  # model caches render builds (the plan's CACHE_OPTIONS)
 CACHE_HEADROOM = 1.1  # the model cache holds the weights plus tokenizer and config files
-ROLE_LABEL = "eksplain.io/role"  # leader or worker, in a replica that spans nodes
+# A TensorRT-LLM build holds the converted checkpoint and the engine beside the weights, each about
+# the size of the weights in the plan's format; the checkpoint is deleted after the build.
+ENGINE_BUILD_COPIES = 2
+ROLE_LABEL = "eksplain.io/role"
+CACHE_MOUNT = "/models"
+# vLLM, torch.compile, Triton and the HF hub write here; the root file system is read-only.
+WORK_MOUNT = "/cache"
+TOKEN_MOUNT = "/var/run/secrets/huggingface"  # leader or worker, in a replica that spans nodes
 
 
 @dataclass(frozen=True)
@@ -65,6 +83,20 @@ class RenderOptions:
 
 
 @dataclass(frozen=True)
+class EngineBuild:
+    """What an engine that compiles the model ahead of serving (TensorRT-LLM) is built for: the
+    plan's parallelism, batch and sequence lengths, and its weight format."""
+
+    tp: int
+    pp: int
+    max_batch_size: int  # the plan's batch: the concurrency that holds the TPOT SLO
+    max_input_len: int  # the spec's p95 prompt (at most the context)
+    max_seq_len: int  # the spec's context: prompt + output, as vLLM's --max-model-len
+    weight_format: str  # the plan's (bf16, fp8 ...)
+    model_type: str  # the architecture's model_type: which converter applies
+
+
+@dataclass(frozen=True)
 class RenderContext:
     """Everything the object builders read, computed once from the plan."""
 
@@ -74,7 +106,7 @@ class RenderContext:
     task: str
     options: RenderOptions
     instance: InstanceType
-    accelerator: Accelerator
+    accelerator: Accelerator | None  # None: a CPU instance
     capacity_type: str
     zones: tuple[str, ...]
     gpus_per_pod: int
@@ -93,9 +125,22 @@ class RenderContext:
     scale_target: int
     images: dict[str, Any]
     training: TrainingLayout | None = None  # set for training plans only
-    engine_key: str = "vllm"  # the serving image's row in images.yaml: vllm or vllm_neuron
+    engine_key: str = "vllm"  # the serving image's row in images.yaml (module docstring)
     group_size: int = 1  # pods (one per node) per replica; above 1, a LeaderWorkerSet
     expose: str = "none"  # none | nlb | alb (spec render.expose)
+    engine_build: EngineBuild | None = None  # set for engines that compile the model first
+
+    @property
+    def device_resource(self) -> str | None:
+        """The pods' accelerator resource (nvidia.com/gpu, aws.amazon.com/neuron); None on CPU."""
+        return self.accelerator.k8s_resource if self.accelerator is not None else None
+
+    @property
+    def device(self) -> Accelerator:
+        """The accelerator of a context that has one (training, GPU and Neuron serving)."""
+        if self.accelerator is None:
+            raise RenderError(f"{self.instance.name} has no accelerator.")
+        return self.accelerator
 
     @property
     def engine(self) -> dict[str, Any]:
@@ -105,8 +150,11 @@ class RenderContext:
 
     @property
     def cache_volume_bytes(self) -> int:
-        """The model cache's size: the weights and 10% for tokenizer files, in whole GiB."""
-        return max(1, math.ceil(self.cache_bytes * CACHE_HEADROOM / GIB)) * GIB
+        """The model cache's size: the weights and 10% for tokenizer files, in whole GiB; with
+        an engine compiled into the cache, room for two more copies of the weights (the
+        converted checkpoint and the engine, which exist together while it is built)."""
+        copies = 1 + (ENGINE_BUILD_COPIES if self.engine_build is not None else 0)
+        return max(1, math.ceil(self.cache_bytes * copies * CACHE_HEADROOM / GIB)) * GIB
 
     @property
     def labels(self) -> dict[str, str]:
@@ -149,17 +197,19 @@ def check_spec(spec: WorkloadSpec) -> None:
     """Refuse, before any planning, a spec whose workload render does not build yet."""
     if not spec.serving:
         return  # training: the engine field does not apply
-    if spec.engine not in ("vllm", "neuron"):
-        raise RenderError(f"render builds vLLM servers only (CUDA, or Neuron with engine: "
-                          f"neuron); engine {spec.engine} is not supported yet.",
-                          hint="set engine: vllm (NVIDIA) or engine: neuron (Inferentia, "
-                               "Trainium) in the spec")
+    if spec.engine not in SERVING_ENGINES:
+        raise RenderError(f"render builds vLLM (CUDA or Neuron), SGLang and Triton with "
+                          f"TensorRT-LLM servers; engine {spec.engine} is not supported yet.",
+                          hint="set engine: vllm or sglang (NVIDIA), engine: trtllm (NVIDIA, "
+                               "Triton) or engine: neuron (Inferentia, Trainium) in the spec")
 
 
 def _check_hardware(spec: WorkloadSpec, choice: Candidate, acc: Accelerator,
                     inst: InstanceType) -> None:
     if acc.is_neuron and spec.engine != "neuron":
-        raise RenderError(f"the plan chose {inst.name} ({acc.name}), where the vLLM CUDA "
+        engine = {"trtllm": "Triton TensorRT-LLM", "sglang": "SGLang"}.get(spec.engine,
+                                                                          "vLLM CUDA")
+        raise RenderError(f"the plan chose {inst.name} ({acc.name}), where the {engine} "
                           "image cannot run.",
                           hint="set engine: neuron to serve with vLLM on Neuron (NxD "
                                "Inference), or restrict constraints.families to NVIDIA GPU "
@@ -213,6 +263,30 @@ def _engine_args(spec: WorkloadSpec, model: Model, choice: Candidate, vllm: dict
     return tuple(args)
 
 
+def _sglang_args(spec: WorkloadSpec, model: Model, choice: Candidate, row: dict[str, Any],
+                 ) -> tuple[str, ...]:
+    """SGLang's flags from the plan (its server-arguments page): the same parallelism, context
+    and batch as vLLM's; the memory fraction is SGLang's own default."""
+    # SGLang listens on 127.0.0.1 unless told otherwise; the pod's address is every interface
+    args = ["--host", "0.0.0.0", "--port", str(row["port"]),
+            "--served-model-name", model.id, "--tp-size", str(choice.tp),
+            "--pp-size", str(choice.pp), "--context-length", str(spec.tokens.context),
+            "--enable-metrics"]
+    if spec.task == "embedding":
+        args += ["--is-embedding"]
+    else:
+        batch = choice.concurrency(load_calibration().engine("vllm").max_num_seqs)
+        args += ["--max-running-requests", str(batch)]
+    if model.quantization is None and choice.weight_format not in ("bf16", "fp16"):
+        flag = row["quantization_flags"].get(choice.weight_format)
+        if flag is None:
+            raise RenderError(f"render has no SGLang --quantization for "
+                              f"{choice.weight_format} weights.",
+                              hint="use engine: vllm, or a pre-quantized checkpoint")
+        args += ["--quantization", flag]
+    return tuple(args)
+
+
 def pod_size(inst: InstanceType, pods_per_node: int, shm_bytes: int) -> tuple[int, int]:
     """CPU (millicores) and memory (bytes, with /dev/shm, which counts against the limit) per
     pod: its share of the node's allocatable, rounded down to whole 100 m and GiB."""
@@ -229,6 +303,85 @@ def _mapping(value: object) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
+def _engine_key(spec: WorkloadSpec, choice: Candidate, catalog: HardwareCatalog,
+                inst: InstanceType) -> tuple[str, Accelerator | None]:
+    """The images.yaml row that serves the plan, and the instance's accelerator (None: CPU)."""
+    if inst.accelerator_id is None:
+        if spec.task != "embedding" or spec.engine not in ("vllm", "hf"):
+            raise RenderError(f"the plan chose {inst.name}, a CPU instance: render builds CPU "
+                              f"servers for embeddings only (text-embeddings-inference), not "
+                              f"task {spec.task} with engine {spec.engine}.",
+                              hint="restrict constraints.families to GPU families (g6e, p5 "
+                                   "...) for text generation")
+        return "tei_cpu", None
+    acc = accelerator_of(catalog, inst)
+    _check_hardware(spec, choice, acc, inst)
+    if acc.is_neuron:
+        return "vllm_neuron", acc
+    return {"trtllm": "triton_trtllm", "sglang": "sglang"}.get(spec.engine, "vllm"), acc
+
+
+def _tei_args(model: Model, choice: Candidate, row: dict[str, Any]) -> tuple[str, ...]:
+    """text-embeddings-router's flags: the plan's batch as the requests in one batch."""
+    batch = choice.concurrency(load_calibration().engine("vllm").embedding_batch)
+    return ("--port", str(row["port"]), "--prometheus-port", str(row["metrics_port"]),
+            "--served-model-name", model.id, "--max-batch-requests", str(batch))
+
+
+def _server_args(spec: WorkloadSpec, model: Model, choice: Candidate, key: str,
+                 acc: Accelerator | None, row: dict[str, Any]) -> tuple[str, ...]:
+    if key == "tei_cpu":
+        return _tei_args(model, choice, row)
+    if key == "triton_trtllm":
+        return ()  # the Triton builder writes its command from ``engine_build``
+    if key == "sglang":
+        return _sglang_args(spec, model, choice, row)
+    if acc is not None and acc.is_neuron:
+        return _neuron_args(spec, model, choice, acc, row)
+    return _engine_args(spec, model, choice, row)
+
+
+def _engine_build(spec: WorkloadSpec, model: Model, choice: Candidate, key: str,
+                  ) -> EngineBuild | None:
+    if key != "triton_trtllm":
+        return None
+    batch = choice.concurrency(load_calibration().engine("vllm").max_num_seqs)
+    context = spec.tokens.context
+    return EngineBuild(tp=choice.tp, pp=choice.pp, max_batch_size=batch,
+                       max_input_len=min(spec.tokens.input_high, context), max_seq_len=context,
+                       weight_format=choice.weight_format,
+                       model_type=model.architecture.model_type)
+
+
+def _sizes(inst: InstanceType, choice: Candidate, row: dict[str, Any],
+           ) -> tuple[int, int, int, int]:
+    """(devices per pod, pods per node, nodes per replica, /dev/shm bytes). A CPU instance
+    holds one pod, which takes the node."""
+    if inst.accelerator_id is None:
+        return 0, 1, 1, int(row["shm_gib_per_tp_rank"]) * GIB
+    gpus = choice.tp * choice.pp
+    group = max(1, gpus // inst.accelerator_count)  # nodes per replica (whole nodes)
+    gpus = min(gpus, inst.accelerator_count)  # per pod: one pod per node in a group
+    shm = int(row["shm_gib_per_tp_rank"]) * min(choice.tp, gpus) * GIB
+    return gpus, inst.accelerator_count // gpus, group, shm
+
+
+def _check_engine_fits(key: str, row: dict[str, Any], inst: InstanceType, group: int) -> None:
+    """The image runs on the node's CPU architecture, and a replica across nodes is vLLM's."""
+    arch = "arm64" if inst.cpu_architecture == "arm64" else "amd64"
+    if arch not in row.get("architectures", [arch]):
+        raise RenderError(f"the plan chose {inst.name} ({arch}), but the pinned "
+                          f"{row['image']} image is built for {', '.join(row['architectures'])} "
+                          "only.",
+                          hint=f"exclude the {inst.family} family (constraints."
+                               "exclude_families) so that the plan picks an x86-64 instance")
+    if group > 1 and key != "vllm":
+        raise RenderError(f"one replica spans {group} nodes, which render builds for vLLM only "
+                          "(a LeaderWorkerSet with Ray); Triton runs within one node.",
+                          hint="set engine: vllm, or allow a larger instance family or "
+                               "quantize so that one node holds a replica")
+
+
 def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: HardwareCatalog,
                     options: RenderOptions) -> RenderContext:
     """The render's view of a serving plan; ``RenderError`` for what it cannot build yet."""
@@ -236,23 +389,18 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
     if choice is None:
         raise RenderError("the plan has no chosen configuration to render.")
     inst = find_instance(catalog, choice.instance_type)
-    acc = accelerator_of(catalog, inst)
     check_spec(spec)
-    _check_hardware(spec, choice, acc, inst)
+    engine_key, acc = _engine_key(spec, choice, catalog, inst)
     images: dict[str, Any] = read_yaml("images.yaml")
-    engine_key = "vllm_neuron" if acc.is_neuron else "vllm"
-    vllm = images[engine_key]
+    row = images[engine_key]
     extras = dict(plan.extras)
     scaling, cold = _mapping(extras.get("autoscaling")), _mapping(extras.get("cold_start"))
     cache = str(extras.get("model_cache") or "s3")
     if cache not in CACHES:
         raise RenderError(f"the plan's model cache {cache!r} cannot be rendered.",
                           hint="one of " + ", ".join(CACHES))
-    gpus = choice.tp * choice.pp
-    group = max(1, gpus // inst.accelerator_count)  # nodes per replica (whole nodes)
-    gpus = min(gpus, inst.accelerator_count)  # per pod: one pod per node in a group
-    per_node = inst.accelerator_count // gpus
-    shm = int(vllm["shm_gib_per_tp_rank"]) * min(choice.tp, gpus) * GIB
+    gpus, per_node, group, shm = _sizes(inst, choice, row)
+    _check_engine_fits(engine_key, row, inst, group)
     cpu, memory = pod_size(inst, per_node, shm)
     startup_s = STARTUP_MARGIN * (float(cold.get("weight_load_s") or 0)
                                   + float(cold.get("engine_warmup_s") or 0))
@@ -270,9 +418,10 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
         memory_bytes=memory, shm_bytes=shm, cache=cache,
         cache_bytes=int(choice.detail("weights_bytes") or 0) * choice.tp * choice.pp,
         startup_failures=max(3, math.ceil(startup_s / PROBE_PERIOD_S)),
-        engine_args=(_neuron_args(spec, model, choice, acc, vllm) if acc.is_neuron
-                     else _engine_args(spec, model, choice, vllm)),
-        scale_metric=str(scaling.get("metric") or SCALE_METRIC),
+        engine_args=_server_args(spec, model, choice, engine_key, acc, row),
+        # the metric is the engine's: the plan names vLLM's, which other engines do not export
+        scale_metric=str(row.get("scale_metric") or scaling.get("metric") or SCALE_METRIC),
         scale_target=int(scaling.get("target_per_replica") or 1), images=images,
         engine_key=engine_key, group_size=group, expose=spec.render.expose,
+        engine_build=_engine_build(spec, model, choice, engine_key),
     )

@@ -1,6 +1,6 @@
 """The nodes: a Karpenter NodePool (karpenter.sh/v1) for exactly the plan's instance type and
-capacity type (and, for training, one zone), tainted so that only the plan's pods land there,
-and its EC2NodeClass
+capacity type (and, for training, one zone), tainted so that only the plan's pods land there
+(on its accelerator resource, or on CPU nodes its own pool label), and its EC2NodeClass
 (karpenter.k8s.aws/v1). Field names follow the CRDs in ``eksplain/data/crds``."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from eksplain.render.context import RenderContext
+from eksplain.render.workload import cpu_quantity, pool_taint, quantity
 from eksplain.units import GIB
 
 __all__ = ["ec2_node_class", "node_pool"]
@@ -27,7 +28,7 @@ def node_pool(ctx: RenderContext) -> dict[str, Any]:
     if ctx.zones:
         requirements.append({"key": "topology.kubernetes.io/zone", "operator": "In",
                              "values": list(ctx.zones)})
-    gpus = ctx.nodes_peak * ctx.instance.accelerator_count
+    taint_key, taint_value = pool_taint(ctx)
     return {
         "apiVersion": "karpenter.sh/v1", "kind": "NodePool",
         "metadata": {"name": ctx.name, "labels": dict(ctx.labels)},
@@ -38,19 +39,29 @@ def node_pool(ctx: RenderContext) -> dict[str, Any]:
                     "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass",
                                      "name": ctx.name},
                     "requirements": requirements,
-                    "taints": [{"key": ctx.accelerator.k8s_resource, "value": "true",
+                    "taints": [{"key": taint_key, "value": taint_value,
                                 "effect": "NoSchedule"}],
                     # A training node lives as long as the job: expiry would stop the run.
                     "expireAfter": "Never" if ctx.training else "720h",
                 },
             },
             # The plan's peak node count, as accelerators: Karpenter launches no more.
-            "limits": {ctx.accelerator.k8s_resource: str(gpus)},
+            "limits": _limits(ctx),
             # Only empty nodes are removed: consolidating a busy GPU node would evict a replica
             # that takes minutes to come back.
             "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "5m"},
         },
     }
+
+
+def _limits(ctx: RenderContext) -> dict[str, str]:
+    """The plan's peak nodes as Karpenter limits (counted in node capacity): accelerators, or
+    CPU and memory on CPU nodes."""
+    if ctx.device_resource is None:
+        cap = ctx.instance.capacity
+        return {"cpu": cpu_quantity(ctx.nodes_peak * cap.cpu_millicores),
+                "memory": quantity(ctx.nodes_peak * cap.memory_bytes)}
+    return {ctx.device_resource: str(ctx.nodes_peak * ctx.instance.accelerator_count)}
 
 
 def _block_devices(ctx: RenderContext) -> list[dict[str, Any]]:

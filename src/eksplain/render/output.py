@@ -12,10 +12,11 @@ from typing import Any
 import yaml
 
 from eksplain.errors import RenderError
-from eksplain.render import Manifests
+from eksplain.render import Manifests, triton
 from eksplain.render.context import KUBERNETES_VERSION, RenderContext
 from eksplain.render.training import TrainingLayout
 from eksplain.render.workload import adapter_metric, quantity
+from eksplain.units import GIB
 
 __all__ = ["dump", "file_texts", "stream", "write_files"]
 
@@ -121,8 +122,9 @@ def _launch_lines(ctx: RenderContext, t: TrainingLayout) -> list[str]:
         return [f"The job runs `torchrun --nnodes {t.nodes} --nproc-per-node "
                 f"{t.procs_per_node} {row['entrypoint']}` in `{ctx.image(t.image_key)}`. "
                 f"{build} The script reads the plan's layout from the environment:"]
-    return [f"The job runs `python {row['entrypoint']}` in `{ctx.image(t.image_key)}` (image "
-            "not checked against a registry) on the Ray head, through Ray Train, not torchrun: "
+    return [f"The job runs `python {row['entrypoint']}` in `{ctx.image(t.image_key)}` (Ray on "
+            "CUDA, without PyTorch: add it to your image) on the Ray head, through Ray Train, "
+            "not torchrun: "
             "the script is the driver and starts its training function with `TorchTrainer`, "
             f"`ScalingConfig(num_workers={t.nodes * t.procs_per_node}, use_gpu=True)` (one "
             f"worker per GPU, {t.procs_per_node} on each of the {t.nodes} worker pods; Ray "
@@ -153,7 +155,7 @@ def _training_readme(manifests: Manifests, t: TrainingLayout) -> str:
              f"- `EKSPLAIN_TP`={t.tp}, `EKSPLAIN_PP`={t.pp}, `EKSPLAIN_DP`={t.dp}: tensor, "
              "pipeline and data parallel sizes (TP x PP x DP = world size"
              + (", counted in Neuron devices; torchrun starts one process per NeuronCore)"
-                if ctx.accelerator.is_neuron else ")"),
+                if ctx.device.is_neuron else ")"),
              f"- `EKSPLAIN_FSDP`={t.fsdp}: shard parameters, gradients and optimizer states "
              "(full) or not (none)",
              f"- `EKSPLAIN_MICRO_BATCH`={t.micro_batch} sequences of `EKSPLAIN_SEQ_LEN`="
@@ -223,26 +225,40 @@ def _s3_prerequisite(ctx: RenderContext) -> str:
             f"readable by ServiceAccount `{ctx.name}` (EKS Pod Identity or IRSA)")
 
 
-def _readme(manifests: Manifests) -> str:
-    ctx = manifests.context
-    if ctx.training is not None:
-        return _training_readme(manifests, ctx.training)
-    if ctx.task == "batch-inference":
-        return _batch_readme(manifests)
-    lines = [f"# {ctx.model_id} on {ctx.instance.name}", "",
-             "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
-             f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1, "
-             + ("LeaderWorkerSet v1, " if ctx.group_size > 1 else "")
-             + "KEDA v2 and the Prometheus operator, and each other.", "",
-             *_objects(manifests, _WHAT if ctx.expose != "nlb" else {
-                 **_WHAT, "Service": "the server's address: an internal NLB, health-checked on "
-                                     "the engine's health path"})]
-    lines += ["", "## Before you apply", "",
-              f"- the cluster runs Karpenter v1, the {_plugin(ctx)} device plugin and the "
-              "Prometheus operator" + (", and KEDA" if ctx.options.autoscaler == "keda" else
-                            ", and the Prometheus adapter with a rule that serves "
-                            f"`{ctx.scale_metric}` per pod as `{adapter_metric(ctx)}`"),
-              *_cluster_prerequisites(ctx, "gated models")]
+_SERVERS = {
+    "vllm": "the vLLM server with the plan's parallelism, limits and probes",
+    "vllm_neuron": "the vLLM server on Neuron (NxD Inference) with the plan's parallelism, "
+                   "limits and probes",
+    "sglang": "the SGLang server with the plan's parallelism, limits and probes",
+    "triton_trtllm": "Triton with the TensorRT-LLM backend: an init container builds the "
+                     "engine for the plan's layout, then the server runs with its limits and "
+                     "probes",
+    "tei_cpu": "text-embeddings-inference on CPU, sized from the node's allocatable CPU and "
+               "memory, with its probes",
+}
+
+
+def _what(ctx: RenderContext) -> dict[str, str]:
+    """What each serving object is for, for this engine and hardware."""
+    what = {**_WHAT, "Deployment": _SERVERS[ctx.engine_key]}
+    if ctx.expose == "nlb":
+        what["Service"] = ("the server's address: an internal NLB, health-checked on the "
+                           "engine's health path")
+    if ctx.accelerator is None:
+        what["ResourceQuota"] = ("caps the namespace's CPU and memory at the autoscaler's "
+                                 "maximum")
+        what["NodePool"] = ("exactly the plan's CPU instance type and capacity type, tainted "
+                            "for these pods")
+    return what
+
+
+def _prerequisites(ctx: RenderContext) -> list[str]:
+    devices = f", the {_plugin(ctx)} device plugin" if ctx.accelerator is not None else ""
+    lines = [f"- the cluster runs Karpenter v1{devices} and the Prometheus operator"
+             + (", and KEDA" if ctx.options.autoscaler == "keda" else
+                ", and the Prometheus adapter with a rule that serves "
+                f"`{ctx.scale_metric}` per pod as `{adapter_metric(ctx)}`"),
+             *_cluster_prerequisites(ctx, "gated models")]
     if ctx.cache == "s3":
         lines.append(_s3_prerequisite(ctx))
     else:
@@ -257,16 +273,87 @@ def _readme(manifests: Manifests) -> str:
     if ctx.expose != "none":
         lines.append("- the AWS Load Balancer Controller (v2.5 or later), and private subnets "
                      "tagged `kubernetes.io/role/internal-elb: 1`")
-    if ctx.accelerator.is_neuron:
+    if ctx.accelerator is not None and ctx.accelerator.is_neuron:
         lines.append("- the model compiled for Neuron ahead of the first rollout (NxD Inference "
                      "compiles for the `--max-model-len` and `--max-num-seqs` in "
                      "`30-deployment.yaml`): a first compile can outlast the startup probe, "
                      "which allows only the plan's load and warm-up")
+    return lines
+
+
+def _triton_lines(ctx: RenderContext) -> list[str]:
+    """What the Triton render runs, and what the user must supply for it to work."""
+    row, b = ctx.engine, triton.build_of(ctx)
+    src = row["source_dir"]
+    ranks = b.tp * b.pp
+    return [
+        "", "## What the containers run", "",
+        f"The init container `build-engine` (in `{ctx.image(ctx.engine_key)}`, TensorRT-LLM "
+        f"{row['trtllm_version']}) converts the checkpoint for TP={b.tp} x PP={b.pp} "
+        f"({b.weight_format} weights) and runs `trtllm-build --max_batch_size "
+        f"{b.max_batch_size} --max_input_len {b.max_input_len} --max_seq_len {b.max_seq_len}` "
+        f"into `{triton.engine_dir(ctx)}` on the model cache, unless an engine is already there; "
+        f"then it fills the backend's model repository at `{triton.repository_dir()}`. The "
+        "server container runs `tritonserver` on it"
+        + (f", one process per rank ({ranks}) under `mpirun`" if ranks > 1 else "")
+        + f": HTTP on {row['port']}, gRPC on {row['grpc_port']}, metrics on "
+        f"{row['metrics_port']}; requests go to the `ensemble` model "
+        "(`/v2/models/ensemble/generate`), not an OpenAI API.", "",
+        "## What you must supply (this render does not work without it)", "",
+        f"- an image built FROM `{ctx.image(ctx.engine_key)}` that adds a TensorRT-LLM "
+        f"{row['trtllm_version']} checkout at `{src}` (`examples/` for the converters, "
+        "`triton_backend/all_models/inflight_batcher_llm` and "
+        "`triton_backend/tools/fill_template.py` for the model repository; older releases keep "
+        "those two in the tensorrtllm_backend repository), set as the image of both containers "
+        "in `30-deployment.yaml`",
+        "- a GPU of the NodePool's type for the build: engines run only on the GPU type they "
+        "were built on. The first pod spends the build (minutes to an hour for large models) "
+        "before the startup probe starts; the S3 cache keeps the engine on the node's disk "
+        "only, so every new pod builds again (a shared cache builds once)",
+        "- for fp8 and AWQ weights, network access from the build to the calibration dataset "
+        "that `quantize.py` downloads",
+        "- the fill_template.py keys and converter paths checked against your checkout: they "
+        "follow the backend's documentation and change between releases; this render was not "
+        "run against a GPU",
+    ]
+
+
+def _tei_lines(ctx: RenderContext) -> list[str]:
+    return [
+        "", "## What the container runs", "",
+        f"`text-embeddings-router` (`{ctx.image(ctx.engine_key)}`) on {ctx.instance.name}, "
+        "a CPU instance: the plan chose no accelerator, and the vLLM CUDA image needs one. It "
+        f"serves the model on port {ctx.engine['port']} (`/embed`, and `/v1/embeddings` "
+        f"OpenAI-style) and Prometheus metrics on {ctx.engine['metrics_port']}; the "
+        f"autoscaler reads `{ctx.scale_metric}`. The container's requests are "
+        f"{ctx.cpu_millicores / 1000:g} CPU and {ctx.memory_bytes / GIB:.0f} GiB, the node's "
+        "allocatable less a share for DaemonSets. TEI reads a Hugging Face token from the "
+        "environment, not from the mounted file: seed the cache for gated models.",
+    ]
+
+
+def _readme(manifests: Manifests) -> str:
+    ctx = manifests.context
+    if ctx.training is not None:
+        return _training_readme(manifests, ctx.training)
+    if ctx.task == "batch-inference":
+        return _batch_readme(manifests)
+    lines = [f"# {ctx.model_id} on {ctx.instance.name}", "",
+             "Rendered by `eksplain render`. `eksplain render --check` validates the objects "
+             f"against the Kubernetes {KUBERNETES_VERSION} schemas, the CRDs of Karpenter v1, "
+             + ("LeaderWorkerSet v1, " if ctx.group_size > 1 else "")
+             + "KEDA v2 and the Prometheus operator, and each other.", "",
+             *_objects(manifests, _what(ctx))]
+    if ctx.engine_key == "triton_trtllm":
+        lines += _triton_lines(ctx)
+    elif ctx.engine_key == "tei_cpu":
+        lines += _tei_lines(ctx)
+    lines += ["", "## Before you apply", "", *_prerequisites(ctx)]
     return "\n".join(lines) + "\n"
 
 
 def _plugin(ctx: RenderContext) -> str:
-    return "Neuron" if ctx.accelerator.is_neuron else "NVIDIA"
+    return "Neuron" if ctx.device.is_neuron else "NVIDIA"
 
 
 def file_texts(manifests: Manifests) -> tuple[tuple[str, str], ...]:

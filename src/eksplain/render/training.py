@@ -208,7 +208,7 @@ def _resources(ctx: RenderContext) -> dict[str, Any]:
     t = layout_of(ctx)
     amounts = {"cpu": cpu_quantity(ctx.cpu_millicores), "memory": quantity(ctx.memory_bytes),
                "ephemeral-storage": quantity(TMP_BYTES + WORK_BYTES),
-               ctx.accelerator.k8s_resource: str(ctx.gpus_per_pod)}
+               ctx.device.k8s_resource: str(ctx.gpus_per_pod)}
     if t.efa_per_pod:
         amounts["vpc.amazonaws.com/efa"] = str(t.efa_per_pod)
     return {"requests": dict(amounts), "limits": dict(amounts)}
@@ -265,7 +265,7 @@ def pod_spec(ctx: RenderContext) -> dict[str, Any]:
         "nodeSelector": {key: value, "node.kubernetes.io/instance-type": ctx.instance.name,
                          "karpenter.sh/capacity-type": ctx.capacity_type,
                          "topology.kubernetes.io/zone": ctx.zones[0]},
-        "tolerations": [{"key": ctx.accelerator.k8s_resource, "operator": "Exists",
+        "tolerations": [{"key": ctx.device.k8s_resource, "operator": "Exists",
                          "effect": "NoSchedule"}],
         "containers": [_container(ctx)],
         "volumes": [

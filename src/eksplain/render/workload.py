@@ -9,32 +9,43 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from eksplain.render.context import PROBE_PERIOD_S, ROLE_LABEL, RenderContext
+from eksplain.render import triton
+from eksplain.render.context import (
+    CACHE_MOUNT,
+    PROBE_PERIOD_S,
+    ROLE_LABEL,
+    TOKEN_MOUNT,
+    WORK_MOUNT,
+    RenderContext,
+)
 from eksplain.render.exposure import nlb_service_fields
 from eksplain.units import GIB, MIB
 
 __all__ = [
     "deployment",
     "disruption_budget",
+    "env",
     "hpa",
     "leader_worker_set",
+    "named_ports",
     "namespace",
     "network_policy",
     "pod_spec",
+    "pool_taint",
     "probe_skips",
     "quantity",
     "resource_quota",
+    "resources",
+    "scale_query",
     "scaled_object",
     "security",
+    "server_mounts",
     "service",
     "service_account",
     "service_monitor",
 ]
 
-CACHE_MOUNT = "/models"
-# vLLM, torch.compile, Triton and the HF hub write here; the root file system is read-only.
-WORK_MOUNT = "/cache"
-TOKEN_MOUNT = "/var/run/secrets/huggingface"
+__all__ += ["CACHE_MOUNT", "TOKEN_MOUNT", "WORK_MOUNT"]
 RAY_PORT = 6379  # Ray's default GCS port
 TMP_BYTES = 1 * GIB
 WORK_BYTES = 10 * GIB  # torch.compile and Triton kernel caches, vLLM's own cache
@@ -76,11 +87,17 @@ def namespace(ctx: RenderContext) -> dict[str, Any]:
 
 
 def resource_quota(ctx: RenderContext) -> dict[str, Any]:
-    """GPUs for the autoscaler's maximum: rollouts replace pods without a surge (see the
-    Deployment's strategy), so that is the most the namespace ever requests."""
-    gpus = ctx.replicas_max * ctx.group_size * ctx.gpus_per_pod
+    """Accelerators for the autoscaler's maximum: rollouts replace pods without a surge (see the
+    Deployment's strategy), so that is the most the namespace ever requests. Without
+    accelerators (a CPU plan), the same bound on CPU and memory."""
+    pods = ctx.replicas_max * ctx.group_size
+    if ctx.device_resource is None:
+        hard = {"requests.cpu": cpu_quantity(pods * ctx.cpu_millicores),
+                "requests.memory": quantity(pods * ctx.memory_bytes)}
+        return {"apiVersion": "v1", "kind": "ResourceQuota",
+                "metadata": _meta(ctx, f"{ctx.name}-compute"), "spec": {"hard": hard}}
     return {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": _meta(ctx, f"{ctx.name}-gpus"),
-            "spec": {"hard": {f"requests.{ctx.accelerator.k8s_resource}": str(gpus)}}}
+            "spec": {"hard": {f"requests.{ctx.device_resource}": str(pods * ctx.gpus_per_pod)}}}
 
 
 def service_account(ctx: RenderContext) -> dict[str, Any]:
@@ -98,22 +115,34 @@ def cpu_quantity(millicores: int) -> str:
     return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
 
 
-def _resources(ctx: RenderContext) -> dict[str, Any]:
+def resources(ctx: RenderContext) -> dict[str, Any]:
     """Requests = limits (Guaranteed QoS). Ephemeral storage covers the writable emptyDirs:
-    /tmp, the work directory and, for the S3 cache, the local copy of the weights."""
-    disk = TMP_BYTES + WORK_BYTES + (ctx.cache_volume_bytes if ctx.cache == "s3" else 0)
+    /tmp, the work directory and, for the S3 cache, the local copy of the weights (and the
+    TensorRT-LLM engine built beside it)."""
+    cache = ctx.cache_volume_bytes if ctx.cache == "s3" else 0
     amounts = {"cpu": cpu_quantity(ctx.cpu_millicores), "memory": quantity(ctx.memory_bytes),
-               "ephemeral-storage": quantity(disk),
-               ctx.accelerator.k8s_resource: str(ctx.gpus_per_pod)}
+               "ephemeral-storage": quantity(TMP_BYTES + WORK_BYTES + cache)}
+    if ctx.device_resource is not None:
+        amounts[ctx.device_resource] = str(ctx.gpus_per_pod)
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _probe(ctx: RenderContext, period_s: int, failures: int) -> dict[str, Any]:
-    return {"httpGet": {"path": ctx.engine["health_path"], "port": "http"},
+def _probe(ctx: RenderContext, period_s: int, failures: int, path_key: str = "health_path",
+           ) -> dict[str, Any]:
+    path = ctx.engine.get(path_key) or ctx.engine["health_path"]
+    return {"httpGet": {"path": path, "port": "http"},
             "periodSeconds": period_s, "timeoutSeconds": 5, "failureThreshold": failures}
 
 
-def _env(ctx: RenderContext) -> list[dict[str, Any]]:
+def env(ctx: RenderContext) -> list[dict[str, Any]]:
+    container = ctx.engine.get("container", "vllm")
+    # the OpenAI Triton compiler's kernel cache (torch.compile, SGLang's kernels), not the
+    # Triton server
+    kernels = [{"name": "TRITON_CACHE_DIR", "value": f"{WORK_MOUNT}/triton"}]
+    vllm = [
+        {"name": "VLLM_CACHE_ROOT", "value": f"{WORK_MOUNT}/vllm"}, *kernels,
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+    ] if container == "vllm" else kernels if container == "sglang" else []
     return [
         # The token is a file, not an environment variable (which leaks into logs and child
         # processes); huggingface_hub reads it from HF_TOKEN_PATH.
@@ -122,9 +151,7 @@ def _env(ctx: RenderContext) -> list[dict[str, Any]]:
         {"name": "HF_HOME", "value": f"{WORK_MOUNT if ctx.cache == 's3' else CACHE_MOUNT}/hf"},
         {"name": "HOME", "value": f"{WORK_MOUNT}/home"},
         {"name": "XDG_CACHE_HOME", "value": WORK_MOUNT},
-        {"name": "VLLM_CACHE_ROOT", "value": f"{WORK_MOUNT}/vllm"},
-        {"name": "TRITON_CACHE_DIR", "value": f"{WORK_MOUNT}/triton"},
-        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        *vllm,
         *({"name": k, "value": str(v)} for k, v in (ctx.engine.get("env") or {}).items()),
     ]
 
@@ -134,21 +161,48 @@ def _model_arg(ctx: RenderContext) -> str:
     return f"{CACHE_MOUNT}/{ctx.model_id}" if ctx.cache == "s3" else ctx.model_id
 
 
+def named_ports(ctx: RenderContext) -> list[tuple[str, int]]:
+    """(name, port) the server listens on: HTTP, and gRPC and metrics where the engine serves
+    them apart."""
+    row = ctx.engine
+    return [(name, int(row[key])) for name, key in
+            (("http", "port"), ("grpc", "grpc_port"), ("metrics", "metrics_port")) if key in row]
+
+
+def _command(ctx: RenderContext) -> tuple[list[str], list[str]]:
+    """The server's command and arguments, per engine."""
+    if ctx.engine_key == "triton_trtllm":
+        return triton.server_command(ctx)
+    if ctx.engine_key == "sglang":
+        return (["python3", "-m", "sglang.launch_server"],
+                ["--model-path", _model_arg(ctx), *ctx.engine_args])
+    if ctx.engine_key == "tei_cpu":
+        hub = f"{WORK_MOUNT if ctx.cache == 's3' else CACHE_MOUNT}/hf"
+        return (["text-embeddings-router"],
+                ["--model-id", _model_arg(ctx), *ctx.engine_args, "--huggingface-hub-cache", hub])
+    return ["vllm", "serve"], [_model_arg(ctx), *ctx.engine_args]
+
+
+def server_mounts(ctx: RenderContext) -> list[dict[str, Any]]:
+    return [{"name": "model-cache", "mountPath": CACHE_MOUNT, "readOnly": ctx.cache == "s3"},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "work", "mountPath": WORK_MOUNT},
+            {"name": "hf-token", "mountPath": TOKEN_MOUNT, "readOnly": True}]
+
+
 def _server(ctx: RenderContext) -> dict[str, Any]:
-    vllm = ctx.engine
-    mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT, "readOnly": ctx.cache == "s3"},
-              {"name": "dshm", "mountPath": "/dev/shm"},
-              {"name": "tmp", "mountPath": "/tmp"},
-              {"name": "work", "mountPath": WORK_MOUNT},
-              {"name": "hf-token", "mountPath": TOKEN_MOUNT, "readOnly": True}]
+    command, args = _command(ctx)
     return {
-        "name": "vllm", "image": ctx.image(ctx.engine_key), "imagePullPolicy": "IfNotPresent",
-        "command": ["vllm", "serve"], "args": [_model_arg(ctx), *ctx.engine_args],
-        "ports": [{"name": "http", "containerPort": int(vllm["port"]), "protocol": "TCP"}],
-        "env": _env(ctx), "resources": _resources(ctx),
+        "name": str(ctx.engine.get("container") or "vllm"), "image": ctx.image(ctx.engine_key),
+        "imagePullPolicy": "IfNotPresent", "command": command, "args": args,
+        "ports": [{"name": name, "containerPort": port, "protocol": "TCP"}
+                  for name, port in named_ports(ctx)],
+        "env": env(ctx), "resources": resources(ctx),
         "startupProbe": _probe(ctx, PROBE_PERIOD_S, ctx.startup_failures),
-        "readinessProbe": _probe(ctx, 5, 3), "livenessProbe": _probe(ctx, 10, 3),
-        "securityContext": security(), "volumeMounts": mounts,
+        "readinessProbe": _probe(ctx, 5, 3),
+        "livenessProbe": _probe(ctx, 10, 3, "live_path"),
+        "securityContext": security(), "volumeMounts": server_mounts(ctx),
     }
 
 
@@ -164,11 +218,19 @@ def _volumes(ctx: RenderContext, cache_volume: dict[str, Any]) -> list[dict[str,
     ]
 
 
+def pool_taint(ctx: RenderContext) -> tuple[str, str]:
+    """(key, value) of the NodePool's NoSchedule taint: its accelerator resource, or on CPU
+    nodes the pool's own label, so that other pods stay off the nodes the plan sized."""
+    return (ctx.device_resource, "true") if ctx.device_resource else ctx.node_label
+
+
 def pod_spec(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, Any]]],
               ) -> dict[str, Any]:
     cache_volume, init = cache
     uid = int(ctx.engine["user_id"])
     key, value = ctx.node_label
+    if ctx.engine_build is not None:
+        init = [*init, triton.engine_build_container(ctx)]
     spec: dict[str, Any] = {
         "serviceAccountName": ctx.name, "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
@@ -176,7 +238,7 @@ def pod_spec(ctx: RenderContext, cache: tuple[dict[str, Any], list[dict[str, Any
         "nodeSelector": {key: value,
                          "node.kubernetes.io/instance-type": ctx.instance.name,
                          "karpenter.sh/capacity-type": ctx.capacity_type},
-        "tolerations": [{"key": ctx.accelerator.k8s_resource, "operator": "Exists",
+        "tolerations": [{"key": pool_taint(ctx)[0], "operator": "Exists",
                          "effect": "NoSchedule"}],
         "topologySpreadConstraints": [{
             "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
@@ -278,15 +340,15 @@ def service(ctx: RenderContext) -> dict[str, Any]:
         meta["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
             "spec": {**spec, "selector": dict(ctx.server_selector),
-                     "ports": [{"name": "http", "port": int(ctx.engine["port"]),
-                                "targetPort": "http", "protocol": "TCP"}]}}
+                     "ports": [{"name": name, "port": port, "targetPort": name,
+                                "protocol": "TCP"} for name, port in named_ports(ctx)]}}
 
 
 def network_policy(ctx: RenderContext) -> dict[str, Any]:
-    """Ingress to the server's port only (and, in a replica that spans nodes, between its own
+    """Ingress to the server's ports only (and, in a replica that spans nodes, between its own
     pods: Ray and NCCL); egress stays open (S3, the Hugging Face hub)."""
-    port = int(ctx.engine["port"])
-    ingress: list[dict[str, Any]] = [{"ports": [{"protocol": "TCP", "port": port}]}]
+    ingress: list[dict[str, Any]] = [{"ports": [{"protocol": "TCP", "port": port}
+                                                for _, port in named_ports(ctx)]}]
     if ctx.group_size > 1:
         ingress.append({"from": [{"podSelector": {"matchLabels": dict(ctx.selector)}}]})
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(ctx),
@@ -313,7 +375,10 @@ def _behavior() -> dict[str, Any]:
 
 def adapter_metric(ctx: RenderContext) -> str:
     """The per-pod metric name the Prometheus adapter serves for the plan's metric expression
-    (``a + b``: one rule summing the gauges; see the rendered README)."""
+    (``a + b``: one rule summing the gauges; see the rendered README). An engine whose
+    series carries label matchers names its own (``adapter_metric`` in images.yaml)."""
+    if ctx.engine.get("adapter_metric"):
+        return str(ctx.engine["adapter_metric"])
     names = [m.strip().replace(":", "_") for m in ctx.scale_metric.split("+")]
     common = names[0]  # the shared prefix: vllm_num_requests_ (running, waiting)
     for n in names[1:]:
@@ -338,9 +403,21 @@ def hpa(ctx: RenderContext) -> dict[str, Any]:
     }
 
 
+def _scoped(series: str, matchers: str) -> str:
+    """A series selector (``name`` or ``name{a="b"}``) narrowed by more label matchers."""
+    name, brace, rest = series.strip().partition("{")
+    return f"{name}{{{matchers},{rest}" if brace else f"{name}{{{matchers}}}"
+
+
+def scale_query(ctx: RenderContext) -> str:
+    """The PromQL sum of the engine's metric over the Service's pods (what KEDA divides by the
+    replicas and compares with the target)."""
+    matchers = f'namespace="{ctx.namespace}",service="{ctx.name}"'
+    return " + ".join(f"sum({_scoped(m, matchers)})" for m in ctx.scale_metric.split(" + "))
+
+
 def scaled_object(ctx: RenderContext) -> dict[str, Any]:
-    selector = f'{{namespace="{ctx.namespace}",service="{ctx.name}"}}'
-    query = " + ".join(f"sum({m.strip()}{selector})" for m in ctx.scale_metric.split("+"))
+    query = scale_query(ctx)
     return {
         "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": _meta(ctx),
         "spec": {
@@ -358,5 +435,6 @@ def service_monitor(ctx: RenderContext) -> dict[str, Any]:
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
             "metadata": _meta(ctx),
             "spec": {"selector": {"matchLabels": dict(ctx.selector)},
-                     "endpoints": [{"port": "http", "path": ctx.engine["metrics_path"],
+                     "endpoints": [{"port": "metrics" if "metrics_port" in ctx.engine
+                                    else "http", "path": ctx.engine["metrics_path"],
                                     "interval": "15s"}]}}

@@ -71,6 +71,9 @@ def test_plan_is_sound(name: str) -> None:
         assert float(c.detail("tpot_p95_s") or 0) <= spec.slo.tpot_p95
     if spec.slo.ttft_p95 is not None and c.ttft_s is not None:
         assert c.ttft_s <= spec.slo.ttft_p95
+    if spec.slo.e2e_p95 is not None and c.accelerator == "cpu":  # a CPU batch's whole time
+        assert c.ttft_s is not None
+        assert c.ttft_s <= spec.slo.e2e_p95
     if spec.slo.deadline is not None and not spec.serving:
         assert c.latency_s <= spec.slo.deadline
     # No accepted alternative is more than 2% cheaper (the near-tie rule picks fewer nodes),
@@ -81,7 +84,10 @@ def test_plan_is_sound(name: str) -> None:
     inst = find_instance(CATALOG, c.instance_type)
     if not spec.serving and c.nodes > 1:
         assert inst.efa_interfaces > 0
-    assert c.tp <= inst.accelerator_count
+    if inst.accelerator_count:
+        assert c.tp <= inst.accelerator_count
+    else:  # a CPU-only node: embeddings only, one replica per node
+        assert (spec.task, c.accelerator, c.tp, c.pp) == ("embedding", "cpu", 1, 1)
     # The constraints hold.
     families = spec.constraints.families
     assert not families or inst.family in families

@@ -236,6 +236,10 @@ def serving_context(spec: WorkloadSpec, plan: Plan, model: Model, catalog: Hardw
     if choice is None:
         raise RenderError("the plan has no chosen configuration to render.")
     inst = find_instance(catalog, choice.instance_type)
+    if inst.accelerator_id is None:  # a CPU embedding plan: no CPU Deployment is built yet
+        raise RenderError(f"the plan chose {inst.name}, a CPU-only node; render builds "
+                          "accelerator (vLLM) servers only.", hint="constrain the spec's "
+                          "families to an accelerated one (e.g. g6) to render it")
     acc = accelerator_of(catalog, inst)
     check_spec(spec)
     _check_hardware(spec, choice, acc, inst)

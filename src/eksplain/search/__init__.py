@@ -24,6 +24,7 @@ from eksplain.checkpoint import (
 )
 from eksplain.errors import InfeasibleError
 from eksplain.hardware import HardwareCatalog, find_instance
+from eksplain.search.cpu import CPU, cpu_vs_accelerator, search_cpu
 from eksplain.search.plan import Candidate, Decision, Plan, Rejection, pareto_front
 from eksplain.search.serving import search_serving
 from eksplain.search.training import data_tokens, search_training
@@ -38,7 +39,7 @@ DECISION_TERMS = frozenset({
     "accelerator", "gpu", "inferentia", "attention", "batch-size", "throughput",
     "model-parallelism", "multi-gpu", "quantization", "auto-scaling", "hpa", "replica",
     "storage-class", "fsx-lustre", "volume", "container-registry", "distributed-training",
-    "data-parallelism", "pipeline-parallelism", "efa", "checkpoint",
+    "data-parallelism", "pipeline-parallelism", "efa", "checkpoint", "embedding", "bert",
 })
 
 COLD_LOAD_LIMIT_S = 120.0  # the model cache must load a replica's weights within two minutes
@@ -183,6 +184,12 @@ def _scaling_decision(spec: WorkloadSpec, c: Candidate, batch: int,
 
 
 def _hardware_decision(spec: WorkloadSpec, model: Model, c: Candidate) -> Decision:
+    if c.accelerator == CPU:
+        return Decision(("embedding", "bert"), f"{c.instance_type} ({c.detail('cpu_model')}, no "
+                        f"accelerator) is the cheapest hardware that fits {model.id} and meets "
+                        f"the SLOs: ${c.usd_per_month or 0:,.0f} a month; each replica uses "
+                        f"{c.detail('cpu_cores_per_replica')} cores of the node's matrix engine "
+                        f"({c.detail('cpu_peak_tops')} TOP/s peak in {c.weight_format})")
     terms = ("accelerator", "gpu" if c.accelerator.startswith("nvidia") else "inferentia")
     head = f"{c.instance_type} ({c.accelerator}) is the cheapest hardware that fits {model.id}"
     if spec.task == "batch-inference":
@@ -192,12 +199,16 @@ def _hardware_decision(spec: WorkloadSpec, model: Model, c: Candidate) -> Decisi
     return Decision(terms, f"{head} and meets the SLOs: ${c.usd_per_month or 0:,.0f} a month")
 
 
-def _serving_decisions(spec: WorkloadSpec, model: Model, c: Candidate,
-                       catalog: HardwareCatalog,
+def _serving_decisions(spec: WorkloadSpec, model: Model, ranked: tuple[Candidate, ...],
+                       rejected: list[Rejection], catalog: HardwareCatalog,
                        ) -> tuple[list[Decision], tuple[tuple[str, object], ...]]:
+    c = ranked[0]
     kv = int(c.detail("kv_bytes_per_token") or 0)
     batch = int(c.detail("batch") or 1)
     decisions = [_hardware_decision(spec, model, c), _batch_decision(spec, c, kv, batch)]
+    compared = cpu_vs_accelerator(spec, ranked, rejected) if spec.task == "embedding" else None
+    if compared is not None:
+        decisions.append(compared[0])
     if c.tp > 1 or c.pp > 1:
         decisions.append(Decision(
             ("model-parallelism", "multi-gpu"),
@@ -211,7 +222,8 @@ def _serving_decisions(spec: WorkloadSpec, model: Model, c: Candidate,
     decisions.append(scaling)
     cache, extras = _model_cache(spec, c, catalog)
     decisions.append(cache)
-    return decisions, (("autoscaling", autoscaling), *extras)
+    return decisions, (("autoscaling", autoscaling), *extras,
+                       *(compared[1] if compared is not None else ()))
 
 
 def _data_parallel(c: Candidate) -> str:
@@ -267,6 +279,10 @@ def plan(spec: WorkloadSpec, catalog: HardwareCatalog) -> Plan:
     model = resolve_model(spec.model)
     search = search_serving if spec.serving else search_training
     accepted, rejected, evaluated = search(spec, model, catalog)
+    if spec.task == "embedding":  # embeddings may not need an accelerator at all
+        on_cpu, cpu_rejected, cpu_evaluated = search_cpu(spec, model, catalog)
+        accepted, rejected = accepted + on_cpu, rejected + cpu_rejected
+        evaluated += cpu_evaluated
     ranked = _rank(accepted)
     if not ranked:
         advice = _advice(spec, rejected)
@@ -277,7 +293,7 @@ def plan(spec: WorkloadSpec, catalog: HardwareCatalog) -> Plan:
         )
     choice = ranked[0]
     if spec.serving:
-        decisions, extras = _serving_decisions(spec, model, choice, catalog)
+        decisions, extras = _serving_decisions(spec, model, ranked, rejected, catalog)
     else:
         decisions, extras = _training_decisions(spec, choice)
     return Plan(

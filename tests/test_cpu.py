@@ -1,0 +1,158 @@
+"""CPU encoders: the speed model (eksplain.cpu) and the planner's CPU-versus-accelerator choice."""
+
+from pathlib import Path
+
+import pytest
+
+from eksplain import api
+from eksplain.calibration import load_calibration
+from eksplain.catalog import resolve_model
+from eksplain.cpu import (
+    cpu_calibration,
+    cpu_encode_speed,
+    host_memory_bytes,
+    load_processors,
+    peak_ops_per_s,
+    pod_cores,
+    processor_of,
+    unsupported_cpu_format,
+)
+from eksplain.errors import InfeasibleError, RenderError
+from eksplain.hardware import find_instance, load_catalog
+from eksplain.search.cpu import CPU, usd_per_million_requests
+from eksplain.spec import load_spec, spec_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CATALOG = load_catalog()
+SAPPHIRE = "Intel Xeon Scalable (Sapphire Rapids)"
+QUERIES = load_spec(ROOT / "examples" / "embeddings-queries-cpu.yaml")
+BULK = load_spec(ROOT / "examples" / "embeddings-bge-2000rps.yaml")
+
+
+def _proc(name: str):  # type: ignore[no-untyped-def]
+    return next(p for p in load_processors() if p.model == name)
+
+
+def test_peak_is_cores_times_amx_ops_times_clock() -> None:
+    inst = find_instance(CATALOG, "c7i.8xlarge")
+    proc = processor_of(inst)
+    assert proc is not None
+    assert proc.model == SAPPHIRE
+    # 32 vCPUs, 2 per core; kube-reserved keeps some millicores back, so a pod gets < 16 cores.
+    cores = pod_cores(inst, proc)
+    assert cores == inst.allocatable.cpu_millicores / 2000
+    assert 15 < cores < 16
+    # AMX: 1,024 bf16 / 2,048 int8 ops per cycle per core (cpu_processors.csv) at 3.2 GHz.
+    assert peak_ops_per_s(proc, 16, "bf16") == pytest.approx(16 * 1024 * 3.2e9)
+    assert peak_ops_per_s(proc, 16, "int8") == pytest.approx(2 * 16 * 1024 * 3.2e9)
+
+
+def test_efficiency_reproduces_the_measurement_it_is_fitted_to() -> None:
+    # calibration.yaml speed.cpu_encoder: MLPerf v3.0, 2 x Xeon 8480+ (112 cores), BERT-Large
+    # int8, 177-token samples: 1,382.79 samples/s.
+    model = resolve_model("google-bert/bert-large-uncased")
+    peak = peak_ops_per_s(_proc(SAPPHIRE), 112, "int8")
+    speed = cpu_encode_speed(model, load_calibration(), "int8", peak, (64, 177))
+    assert speed.requests_per_s == pytest.approx(1382.79, rel=0.01)
+    assert 0.1 < cpu_calibration().efficiency < 0.5
+
+
+def test_throughput_is_compute_bound_and_latency_grows_with_the_batch() -> None:
+    model = resolve_model("BAAI/bge-base-en-v1.5")
+    cal = load_calibration()
+    peak = peak_ops_per_s(_proc(SAPPHIRE), 4, "bf16")
+    one = cpu_encode_speed(model, cal, "bf16", peak, (1, 256))
+    many = cpu_encode_speed(model, cal, "bf16", peak, (64, 256))
+    assert many.requests_per_s == pytest.approx(one.requests_per_s)
+    assert many.ttft_s == pytest.approx(64 * one.ttft_s)
+    # int8 runs on the doubled AMX peak: twice the requests.
+    fast = cpu_encode_speed(model, cal, "int8", 2 * peak, (64, 256))
+    assert fast.requests_per_s == pytest.approx(2 * many.requests_per_s)
+    # Host RAM holds at least the bf16 weights (2 bytes per parameter).
+    assert host_memory_bytes(model, cal, "bf16", (64, 256)) > 2 * model.params.total
+
+
+def test_processors_without_a_published_peak_have_no_speed() -> None:
+    graviton = _proc("AWS Graviton3")
+    why = unsupported_cpu_format(graviton, "bf16")
+    assert why is not None
+    assert "cpu_processors.csv" in why
+    assert unsupported_cpu_format(_proc(SAPPHIRE), "fp8") is not None
+    assert unsupported_cpu_format(_proc(SAPPHIRE), "bf16") is None
+
+
+def test_low_traffic_embeddings_choose_cpu_with_dollars_per_million_requests() -> None:
+    p = api.plan(QUERIES)
+    assert p.choice is not None
+    assert p.choice.accelerator == CPU
+    assert p.choice.instance_type.split(".")[0] in ("c7i", "m7i", "r7i")
+    costs = dict(p.extras)["cost_per_million_requests"]
+    assert isinstance(costs, dict)
+    cpu, acc = costs["cpu"], costs["accelerator"]
+    assert cpu["label"] == p.choice.label
+    assert cpu["usd_per_million_requests"] == pytest.approx(
+        usd_per_million_requests(QUERIES, p.choice), abs=1e-4)
+    assert cpu["usd_per_million_requests"] < acc["usd_per_million_requests"]
+    # $/M = monthly dollars / (30 requests/s x 3,600 x 730) x 1e6
+    assert cpu["usd_per_million_requests"] == pytest.approx(
+        (p.choice.usd_per_month or 0) / (30 * 3600 * 730) * 1e6, rel=1e-3)
+    decision = next(d for d in p.decisions if "per million requests" in d.text)
+    assert decision.text.startswith("CPU wins")
+    assert f"${cpu['usd_per_million_requests']:.2f}" in decision.text
+    assert "embedding" in decision.terms
+
+
+def test_high_traffic_embeddings_choose_the_accelerator_and_say_why() -> None:
+    p = api.plan(BULK)
+    assert p.choice is not None
+    assert p.choice.accelerator != CPU
+    costs = dict(p.extras)["cost_per_million_requests"]
+    assert isinstance(costs, dict)
+    assert costs["accelerator"]["usd_per_million_requests"] < costs["cpu"][
+        "usd_per_million_requests"]
+    assert any(d.text.startswith("accelerator wins") for d in p.decisions)
+    # Graviton and AMD rows have no published peak: rejected with that reason, not guessed.
+    assert any(r.code == "cpu" and r.label.startswith("c7g.") for r in p.rejections)
+
+
+def test_cpu_families_follow_the_constraints() -> None:
+    only_gpu = spec_from_dict({**QUERIES.model_dump(), "constraints": {"families": ["g6"]}})
+    p = api.plan(only_gpu)
+    assert p.choice is not None
+    assert p.choice.instance_type.startswith("g6.")
+    assert all(a.accelerator != CPU for a in p.alternatives)
+    no_intel = spec_from_dict({**QUERIES.model_dump(),
+                               "constraints": {"exclude_families": ["c7i", "m7i", "r7i"]}})
+    p = api.plan(no_intel)
+    assert p.choice is not None
+    assert p.choice.accelerator != CPU
+    assert any(r.code == "family" and r.label == "c7i.large" for r in p.rejections)
+    text = next(d.text for d in p.decisions if "per million requests" in d.text)
+    assert "no CPU candidate meets the spec" in text
+
+
+def test_cpu_that_misses_the_slo_is_rejected_by_how_much() -> None:
+    tight = spec_from_dict({**QUERIES.model_dump(), "slo": {"e2e_p95": "2ms"}})
+    p = api.plan(tight)
+    assert p.choice is not None
+    assert p.choice.accelerator != CPU
+    misses = [r for r in p.rejections if ", CPU," in r.label and r.code == "e2e"]
+    assert misses
+    assert all((r.gap or 0) > 1 and "over the 2 ms SLO" in r.reason for r in misses)
+
+
+def test_cpu_only_spec_that_misses_the_slo_says_what_to_relax() -> None:
+    # A 512-token prompt of BGE-base is 2 x 86M x 512 + attention = 97 GFLOP: 1.5 ms even on the
+    # 95.7 cores of a c7i.48xlarge at 20.7% of 314 TOP/s, so a 1 ms SLO rules every CPU out.
+    spec = spec_from_dict({**QUERIES.model_dump(), "slo": {"e2e_p95": "1ms"},
+                           "tokens": {"input_mean": 256, "input_p95": 512, "output_mean": 0},
+                           "constraints": {"families": ["c7i"]}})
+    with pytest.raises(InfeasibleError) as err:
+        api.plan(spec)
+    assert "relax the E2E SLO" in err.value.hint
+
+
+def test_render_refuses_a_cpu_plan_with_a_clear_error() -> None:
+    with pytest.raises(RenderError) as err:
+        api.render(QUERIES, check=True)
+    assert "CPU-only" in err.value.message

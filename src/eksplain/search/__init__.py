@@ -257,17 +257,36 @@ def _training_decisions(spec: WorkloadSpec, c: Candidate,
                                   "one availability zone"))
     interval = float(c.detail("checkpoint_interval_s") or 0) / 3600
     write = float(c.detail("checkpoint_write_s") or 0)
+    spot = c.detail("spot_band") is not None
     decisions.append(Decision(
         ("checkpoint", "fsx-lustre" if spec.storage == "fsx-lustre" else "storage-class"),
         f"checkpoint to {spec.storage} every {interval:.1f} h (write {write:.0f} s; Young/Daly "
-        "with the failure rate of Llama 3's run), losing "
-        f"{float(c.detail('checkpoint_overhead') or 0):.1%} of the time, included in the "
-        "time and cost of the run"))
-    if spec.constraints.capacity_type == "spot":
-        decisions.append(Decision(("checkpoint",), "spot nodes can be reclaimed with two "
-                                  "minutes' notice: each interruption costs the work since the "
-                                  "last checkpoint and a restart"))
+        "with the failure rate of Llama 3's run" + (" plus spot interruptions" if spot else "")
+        + f"), losing {float(c.detail('checkpoint_overhead') or 0):.1%} of the time, included "
+        "in the time and cost of the run"))
+    if spot:
+        decisions.append(_spot_decision(c))
     return decisions, ()
+
+
+def _spot_decision(c: Candidate) -> Decision:
+    """Spot training: how many interruptions to expect, and what they cost in time and money."""
+    provisioning = c.detail("spot_node_provisioning_s")
+    restart = float(c.detail("spot_restart_s") or 0)
+    before = float(c.detail("checkpoint_interval_on_demand_s") or 0) / 3600
+    return Decision(
+        ("checkpoint", "distributed-training"),
+        f"on spot, {c.nodes} x {c.instance_type} expect "
+        f"{float(c.detail('spot_interruptions_expected') or 0):.1f} interruptions over the run "
+        f"({float(c.detail('spot_interruptions_per_node_hour') or 0):.5f} per node-hour: Spot "
+        f"Instance Advisor band {c.detail('spot_band')}), each losing about half an interval of "
+        f"work plus a {restart / 60:.0f} min restart (image pull and checkpoint read"
+        + (", node provisioning not included: no sourced figure"
+           if isinstance(provisioning, str) else " and node provisioning") + "): "
+        f"{float(c.detail('spot_interruption_s') or 0) / 3600:.1f} h and "
+        f"${float(c.detail('spot_interruption_usd') or 0):,.0f} of the run; the checkpoint "
+        f"interval shrinks from {before:.1f} h on demand to "
+        f"{float(c.detail('checkpoint_interval_s') or 0) / 3600:.1f} h")
 
 
 def plan(spec: WorkloadSpec, catalog: HardwareCatalog) -> Plan:

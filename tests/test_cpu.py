@@ -1,12 +1,15 @@
 """CPU encoders: the speed model (eksplain.cpu) and the planner's CPU-versus-accelerator choice."""
 
+import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from eksplain import api
 from eksplain.calibration import load_calibration
 from eksplain.catalog import resolve_model
+from eksplain.cli.main import app
 from eksplain.cpu import (
     cpu_calibration,
     cpu_encode_speed,
@@ -17,7 +20,8 @@ from eksplain.cpu import (
     processor_of,
     unsupported_cpu_format,
 )
-from eksplain.errors import InfeasibleError, RenderError
+from eksplain.errors import InfeasibleError, InputError, RenderError
+from eksplain.estimate import EstimateRequest
 from eksplain.hardware import find_instance, load_catalog
 from eksplain.search.cpu import CPU, usd_per_million_requests
 from eksplain.spec import load_spec, spec_from_dict
@@ -156,3 +160,48 @@ def test_render_refuses_a_cpu_plan_with_a_clear_error() -> None:
     with pytest.raises(RenderError) as err:
         api.render(QUERIES, check=True)
     assert "CPU-only" in err.value.message
+
+
+def test_estimate_embeds_on_a_cpu_instance_with_host_ram_as_capacity() -> None:
+    req = EstimateRequest(model="BAAI/bge-large-en-v1.5", hardware="c7i.8xlarge",
+                          task="embedding", input_tokens=256, batch=32)
+    est = api.estimate(req)
+    inst = find_instance(CATALOG, "c7i.8xlarge")
+    proc = processor_of(inst)
+    assert proc is not None
+    assert est.choice.accelerator.id == "cpu"
+    assert est.memory.capacity_bytes == inst.allocatable.memory_bytes
+    assert est.fits
+    assert est.request.output_tokens == 0
+    speed = est.speed.serving
+    assert speed is not None
+    peak = peak_ops_per_s(proc, pod_cores(inst, proc), "bf16")
+    model = resolve_model("BAAI/bge-large-en-v1.5")
+    expected = cpu_encode_speed(model, load_calibration(), "bf16", peak, (32, 256))
+    assert speed.requests_per_s == pytest.approx(expected.requests_per_s)
+    # One node at its on-demand price (cpu_instances.csv: c7i.8xlarge $1.428 an hour).
+    assert est.cost.usd_per_hour == pytest.approx(1.428)
+    assert est.cost.usd_per_million_input_tokens == pytest.approx(
+        1.428 / (speed.requests_per_s * 256 * 3600) * 1e6)
+
+
+def test_estimate_on_a_cpu_instance_refuses_what_it_cannot_model() -> None:
+    with pytest.raises(InputError) as err:  # generation on a CPU
+        api.estimate(EstimateRequest(model="meta-llama/Llama-3.1-8B", hardware="c7i.8xlarge"))
+    assert "--task embedding" in err.value.hint
+    with pytest.raises(InputError) as err:  # no published peak for Graviton3
+        api.estimate(EstimateRequest(model="bert-base-uncased", hardware="c7g.4xlarge",
+                                     task="embedding"))
+    assert "cpu_processors.csv" in err.value.message
+
+
+def test_cli_estimate_task_embedding_on_a_cpu(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["estimate", "BAAI/bge-large-en-v1.5", "--hardware",
+                                 "c7i.8xlarge", "--task", "embedding", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["hardware"] == {"id": "cpu", "instance_type": "c7i.8xlarge", "devices": 1,
+                                "capacity_bytes_per_device": data["memory_per_device"][
+                                    "capacity_bytes"]}
+    assert data["seq_len"] == 512  # the model's whole context: --seq-len 4096 capped at it
+    assert data["speed"]["requests_per_s"] > 0

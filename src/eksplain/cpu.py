@@ -29,12 +29,13 @@ from eksplain.calibration import Calibration
 from eksplain.catalog import Model
 from eksplain.compute import ServingSpeed, encode_flops, serving_shape
 from eksplain.datafiles import read_csv, read_yaml
-from eksplain.hardware import InstanceType
+from eksplain.hardware import Accelerator, InstanceType
 from eksplain.memory import weight_bytes
 from eksplain.parallel import Parallelism
 
 __all__ = [
-    "CpuEncoderCalibration", "CpuProcessor", "cpu_calibration", "cpu_encode_speed",
+    "CpuEncoderCalibration", "CpuProcessor", "cpu_calibration", "cpu_compute_dtype", "cpu_device",
+    "cpu_encode_speed",
     "host_memory_bytes", "load_processors", "peak_ops_per_s", "pod_cores", "processor_of",
     "unsupported_cpu_format",
 ]
@@ -120,6 +121,11 @@ def unsupported_cpu_format(proc: CpuProcessor, fmt: str) -> str | None:
     return None
 
 
+def cpu_compute_dtype(fmt: str) -> str:
+    """The matrix-engine type a CPU-supported weight format computes in."""
+    return _CPU_FORMATS[fmt]
+
+
 def pod_cores(inst: InstanceType, proc: CpuProcessor) -> float:
     """Physical cores one pod can use: the node's allocatable CPU (what kube-reserved leaves)
     over the vCPUs of one core."""
@@ -161,3 +167,17 @@ def host_memory_bytes(model: Model, cal: Calibration, fmt: str, load: tuple[int,
     scores = batch * arch.attention.num_heads * prompt * prompt * 4  # fp32, one layer
     return weight_bytes(model, cal.format(fmt), Parallelism()) + round(
         batch * prompt * per_token) + scores
+
+
+def cpu_device(inst: InstanceType, proc: CpuProcessor, fmt: str) -> Accelerator:
+    """The node's CPU as the one "device" of an estimate: its matrix-engine peak for the pod's
+    cores, the node's allocatable memory as capacity; no memory bandwidth is modelled (0)."""
+    peak = peak_ops_per_s(proc, pod_cores(inst, proc), fmt)
+    return Accelerator(
+        id="cpu", vendor=proc.model.split(" ")[0], name=proc.model,
+        architecture=proc.architecture, compute_capability=None,
+        memory_bytes=inst.allocatable.memory_bytes, memory_bandwidth_bytes_per_s=0,
+        peak_tflops=((_CPU_FORMATS[fmt], peak / 1e12),), interconnect="",
+        interconnect_bytes_per_s=0, host_link_bytes_per_s=0, cores_per_device=1,
+        k8s_resource="cpu", karpenter_label="", aliases=(), on_ec2=True, source=proc.source,
+    )

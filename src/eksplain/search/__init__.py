@@ -144,7 +144,8 @@ def _batch_decision(spec: WorkloadSpec, c: Candidate, kv: int, batch: int) -> De
     rps = float(c.detail("requests_per_s_per_replica") or 0)
     if spec.task == "embedding":
         return Decision(("batch-size", "throughput"),
-                        f"each replica embeds {batch} requests per forward pass: {rps:,.0f} "
+                        f"each replica embeds {batch} request{'s' if batch != 1 else ''} per "
+                        f"forward pass: {rps:,.0f} "
                         f"requests/s of {spec.tokens.input_mean} tokens")
     context = spec.tokens.context
     slo = f", and TPOT stays within {spec.slo.tpot_p95 * 1000:.0f} ms" if spec.slo.tpot_p95 else ""

@@ -23,7 +23,7 @@ from eksplain.cpu import (
 from eksplain.errors import InfeasibleError, InputError, RenderError
 from eksplain.estimate import EstimateRequest
 from eksplain.hardware import find_instance, load_catalog
-from eksplain.search.cpu import CPU, usd_per_million_requests
+from eksplain.search.cpu import CPU, search_cpu, usd_per_million_requests
 from eksplain.spec import load_spec, spec_from_dict
 from eksplain.validation import run
 
@@ -216,3 +216,14 @@ def test_cli_estimate_task_embedding_on_a_cpu(runner: CliRunner) -> None:
                                     "capacity_bytes"]}
     assert data["seq_len"] == 512  # the model's whole context: --seq-len 4096 capped at it
     assert data["speed"]["requests_per_s"] > 0
+
+
+def test_cpu_candidates_respect_the_models_context() -> None:
+    # BGE-base reads at most 512 tokens: a 1,024-token p95 prompt fits no CPU (nor GPU).
+    long = spec_from_dict({**QUERIES.model_dump(),
+                           "tokens": {"input_mean": 512, "input_p95": 1024, "output_mean": 0}})
+    with pytest.raises(InfeasibleError):
+        api.plan(long)
+    accepted, rejected, _ = search_cpu(long, resolve_model(long.model), CATALOG)
+    assert not accepted
+    assert any(r.code == "input" and "maximum context of 512" in r.reason for r in rejected)

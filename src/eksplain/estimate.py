@@ -73,8 +73,8 @@ from eksplain.memory import (
 from eksplain.parallel import Parallelism
 from eksplain.units import normalise_dtype, parse_count
 
-__all__ = ["Estimate", "EstimateRequest", "Speed", "run_estimate", "unsupported_format",
-           "weight_format"]
+__all__ = ["Estimate", "EstimateRequest", "Speed", "check_context", "run_estimate",
+           "unsupported_format", "weight_format"]
 
 _WEIGHT_FORMATS = {"awq", "gptq", "nf4", "int8-wo", "awq-int8", "gptq-int8"}
 
@@ -257,7 +257,8 @@ def _parallelism(req: EstimateRequest, devices: int) -> Parallelism:
     return Parallelism(tp=req.tp, pp=req.pp, dp=dp, cp=req.cp, ep=req.ep)
 
 
-def _check_context(model: Model, tokens: int) -> None:
+def check_context(model: Model, tokens: int) -> None:
+    """InputError when ``tokens`` per sequence exceed the model's maximum context."""
     limit = model.architecture.max_context
     if tokens > limit:
         arch = model.architecture
@@ -430,7 +431,7 @@ def _serving(ctx: _Context) -> Estimate:
     req = ctx.req
     seq = req.input_tokens + req.output_tokens if (
         req.input_tokens is not None and req.output_tokens is not None) else req.seq_len
-    _check_context(ctx.model, seq)
+    check_context(ctx.model, seq)
     mem = serving_memory(ctx.model, ctx.capacity,
                          _serving_config(req, ctx.fmt, ctx.par, req.batch, seq), ctx.cal,
                          ctx.choice.devices)
@@ -454,7 +455,7 @@ def _serving(ctx: _Context) -> Estimate:
 
 def _training(ctx: _Context, limits: bool) -> Estimate:
     req, cal, model = ctx.req, ctx.cal, ctx.model
-    _check_context(model, req.seq_len)
+    check_context(model, req.seq_len)
     devices = ctx.choice.devices
     plan = _plan(ctx)
     per_node = max(plan.instance.accelerator_count, 1)  # hybrid FSDP shards inside a node
@@ -546,7 +547,7 @@ def _cpu(req: EstimateRequest, model: Model, inst: InstanceType, catalog: Hardwa
     fmt = weight_format(req.dtype, model)
     proc = _cpu_processor(req, model, inst, fmt)
     prompt = req.input_tokens or 1
-    _check_context(model, prompt)
+    check_context(model, prompt)
     device = cpu_device(inst, proc, fmt)
     capacity = device.memory_bytes
 

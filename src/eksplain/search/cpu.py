@@ -30,6 +30,8 @@ from eksplain.cpu import (
     processor_of,
     unsupported_cpu_format,
 )
+from eksplain.errors import InputError
+from eksplain.estimate import check_context
 from eksplain.hardware import HardwareCatalog, InstanceType, offering_for
 from eksplain.memory import weight_bytes
 from eksplain.parallel import Parallelism
@@ -74,6 +76,10 @@ def _evaluate(spec: WorkloadSpec, model: Model, inst: InstanceType, proc: CpuPro
     label = f"{inst.name}, CPU, {fmt}"
     cal = load_calibration()
     c, t = spec.constraints, spec.tokens
+    try:
+        check_context(model, t.input_high)
+    except InputError as exc:
+        return Rejection(label, "input", exc.message + (f" ({exc.hint})" if exc.hint else ""))
     cores = pod_cores(inst, proc)
     peak = peak_ops_per_s(proc, cores, fmt)
     batch, rejected = _batch(spec, model, cal, fmt, peak)

@@ -3,7 +3,10 @@
     enumerate -> estimate -> check -> select, as in SkyPilot's optimizer: the serving search
     (``search.serving``) and the training search (``search.training``) return accepted
     candidates and rejections; ``plan`` ranks them, builds the Pareto front, the autoscaling and
-    storage decisions, and the explanation of each decision with its glossary terms.
+    storage decisions, and the explanation of each decision with its glossary terms. Embedding
+    specs also get CPU-only candidates (``search.cpu``), ranked with the accelerated ones and
+    compared in dollars per million requests; training on spot counts its expected
+    interruptions (``search.interruptions``).
 
 Objective: minimise monthly dollars with autoscaling over the spec's traffic (serving), dollars
 for the whole run within the deadline (training and batch). Candidates on the Pareto front within

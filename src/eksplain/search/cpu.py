@@ -100,7 +100,7 @@ def _evaluate(spec: WorkloadSpec, model: Model, inst: InstanceType, proc: CpuPro
     price = offer.price_usd_per_hour
     cand = Candidate(
         label=label, instance_type=inst.name, accelerator=CPU, nodes=size.nodes_peak,
-        devices=size.replicas_peak, tp=1, pp=1, dp=size.replicas_peak, weight_format=fmt,
+        devices=0, tp=1, pp=1, dp=size.replicas_peak, weight_format=fmt,  # no accelerators
         usd_per_hour=price * size.nodes_peak,
         usd_per_month=price * size.nodes_mean * HOURS_PER_MONTH, usd_total=None,
         latency_s=mean.ttft_s, ttft_s=p95.ttft_s, memory_bytes=need, capacity_bytes=have,

@@ -34,7 +34,8 @@ from eksplain.spec import WorkloadSpec
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 GOLDEN = ROOT / "tests" / "golden" / "render"
-SERVING = ("chat-llama-3.1-8b", "deepseek-v3", "embeddings-bge-2000rps", "llama-inferentia2",
+SERVING = ("chat-llama-3.1-8b", "deepseek-v3", "embeddings-bge-2000rps", "embeddings-queries-cpu",
+           "llama-inferentia2",
            "moe-qwen3-30b-a3b", "rag-llama-3.1-70b-32k")
 TRAINING = ("finetune-trainium", "full-finetune-llama-3.1-70b", "lora-llama-3.1-8b",
             "pretrain-7b-1t")

@@ -43,6 +43,7 @@ __all__ = [
     "TrainingSetup",
     "TrainingSpeed",
     "compute_dtype",
+    "encode_flops",
     "serving_speed",
     "step_times",
     "tp_comm_s",
@@ -333,14 +334,22 @@ def _loaded_step(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
     return (max(t_mem, t_comp) + comm + cal.step_overhead_s) * par.pp
 
 
+def encode_flops(model: Model, shape: ServingShape, batch: int, prompt: int) -> float:
+    """FLOPs of one encoder forward pass over ``batch`` prompts of ``prompt`` tokens (no
+    generation): 2 per matrix parameter per token, and 4 x attention width per attended token
+    (``_prompt_context``: every token in a bidirectional encoder). The GPU speed model and the
+    CPU one (``eksplain.cpu``) share it."""
+    context = _prompt_context(model.architecture, prompt)
+    return batch * prompt * (2 * shape.matrix_params + 4 * shape.attention_width * context)
+
+
 def _encode_only(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
                  load: tuple[int, int, int], par: Parallelism, link: Link | None,
                  ) -> ServingSpeed:
     """Embeddings and encoders: no generation; a batch of prompts is one forward pass."""
     batch, prompt, _ = load
     one = prefill_s(model, shape, r, cal, prompt, par, link)
-    context = _prompt_context(model.architecture, prompt)
-    flops = batch * prompt * (2 * shape.matrix_params + 4 * shape.attention_width * context)
+    flops = encode_flops(model, shape, batch, prompt)
     # Prefill's large matmuls reach the full FP8/INT8 peak: the FP8 TTFT rows (TensorRT-LLM,
     # NIM) fit it, and the batched-step share (low_precision_step_scale) would put four of them
     # 37-48 % over (tried; docs/methodology.md section 7).

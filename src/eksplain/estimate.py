@@ -34,13 +34,26 @@ from eksplain.compute import (
     training_speed,
 )
 from eksplain.cost import Cost, NodePlan, Throughput, cost, node_plan
+from eksplain.cpu import (
+    CpuProcessor,
+    cpu_calibration,
+    cpu_compute_dtype,
+    cpu_device,
+    cpu_encode_speed,
+    host_memory_bytes,
+    pod_cores,
+    processor_of,
+    unsupported_cpu_format,
+)
 from eksplain.datafiles import read_yaml
 from eksplain.errors import InputError
 from eksplain.hardware import (
     Accelerator,
     HardwareCatalog,
     HardwareChoice,
+    InstanceType,
     find_accelerator,
+    find_instance,
     resolve_hardware,
 )
 from eksplain.memory import (
@@ -60,8 +73,8 @@ from eksplain.memory import (
 from eksplain.parallel import Parallelism
 from eksplain.units import normalise_dtype, parse_count
 
-__all__ = ["Estimate", "EstimateRequest", "Speed", "run_estimate", "unsupported_format",
-           "weight_format"]
+__all__ = ["Estimate", "EstimateRequest", "Speed", "check_context", "run_estimate",
+           "unsupported_format", "weight_format"]
 
 _WEIGHT_FORMATS = {"awq", "gptq", "nf4", "int8-wo", "awq-int8", "gptq-int8"}
 
@@ -81,7 +94,8 @@ class EstimateRequest(BaseModel):
     model: str = Field(min_length=1, description="catalogue id/alias or path to a config.json")
     hardware: str = Field(min_length=1, description="accelerator name or EC2 instance type")
     devices: int | None = Field(default=None, ge=1)
-    task: Literal["inference", "training"] = "inference"
+    task: Literal["inference", "training", "embedding"] = Field(
+        default="inference", description="embedding: inference with no output tokens")
     dtype: str = "bf16"
     kv_dtype: str = "auto"
     batch: int = Field(default=1, ge=1)
@@ -243,7 +257,8 @@ def _parallelism(req: EstimateRequest, devices: int) -> Parallelism:
     return Parallelism(tp=req.tp, pp=req.pp, dp=dp, cp=req.cp, ep=req.ep)
 
 
-def _check_context(model: Model, tokens: int) -> None:
+def check_context(model: Model, tokens: int) -> None:
+    """InputError when ``tokens`` per sequence exceed the model's maximum context."""
     limit = model.architecture.max_context
     if tokens > limit:
         arch = model.architecture
@@ -406,8 +421,8 @@ def _checkpoint_bytes(ctx: _Context) -> int:
     return ctx.model.params.total * 14
 
 
-def _storage(ctx: _Context, stored: int) -> Storage:
-    option = find_storage(load_storage(), ctx.req.storage)
+def _storage(req: EstimateRequest, stored: int) -> Storage:
+    option = find_storage(load_storage(), req.storage)
     price = option.price_usd_per_gb_month
     return Storage(option.id, stored, stored / 1e9 * price if price is not None else None)
 
@@ -416,7 +431,7 @@ def _serving(ctx: _Context) -> Estimate:
     req = ctx.req
     seq = req.input_tokens + req.output_tokens if (
         req.input_tokens is not None and req.output_tokens is not None) else req.seq_len
-    _check_context(ctx.model, seq)
+    check_context(ctx.model, seq)
     mem = serving_memory(ctx.model, ctx.capacity,
                          _serving_config(req, ctx.fmt, ctx.par, req.batch, seq), ctx.cal,
                          ctx.choice.devices)
@@ -433,14 +448,14 @@ def _serving(ctx: _Context) -> Estimate:
         memory=mem.breakdown, kv=mem.kv, fits=mem.fits, max_batch=mem.kv.max_batch,
         max_seq_len=mem.kv.max_seq_len, seq_len=seq, weight_format=ctx.fmt,
         speed=Speed(speed, best, None, None), cost=money,
-        storage=_storage(ctx, weight_bytes(ctx.model, ctx.cal.format(ctx.fmt), Parallelism())),
+        storage=_storage(req, weight_bytes(ctx.model, ctx.cal.format(ctx.fmt), Parallelism())),
         checkpoint=None, notes=_notes(ctx, plan),
     )
 
 
 def _training(ctx: _Context, limits: bool) -> Estimate:
     req, cal, model = ctx.req, ctx.cal, ctx.model
-    _check_context(model, req.seq_len)
+    check_context(model, req.seq_len)
     devices = ctx.choice.devices
     plan = _plan(ctx)
     per_node = max(plan.instance.accelerator_count, 1)  # hybrid FSDP shards inside a node
@@ -465,7 +480,7 @@ def _training(ctx: _Context, limits: bool) -> Estimate:
         max_seq_len=largest_fitting(lambda s: memory(req.batch, s).fits,
                                     model.architecture.max_context) if limits else 0,
         seq_len=req.seq_len, weight_format=ctx.fmt, speed=Speed(None, None, speed, seconds),
-        cost=money, storage=_storage(ctx, 2 * check.size_bytes), checkpoint=check,
+        cost=money, storage=_storage(req, 2 * check.size_bytes), checkpoint=check,
         notes=_notes(ctx, plan),
     )
 
@@ -490,13 +505,93 @@ def _notes(ctx: _Context, plan: NodePlan) -> tuple[str, ...]:
     return tuple(notes)
 
 
+def _embedding(req: EstimateRequest, model: Model) -> EstimateRequest:
+    """``--task embedding``: inference with no output tokens, over ``--input-tokens`` (default:
+    ``--seq-len`` up to the model's context, a full-length request)."""
+    prompt = req.input_tokens or min(req.seq_len, model.architecture.max_context)
+    return req.model_copy(update={"task": "inference", "output_tokens": 0,
+                                  "input_tokens": prompt})
+
+
+def _cpu_instance(catalog: HardwareCatalog, name: str) -> InstanceType | None:
+    if "." not in name:
+        return None
+    inst = find_instance(catalog, name)
+    return inst if inst.accelerator_id is None else None
+
+
+def _cpu_processor(req: EstimateRequest, model: Model, inst: InstanceType,
+                   fmt: str) -> CpuProcessor:
+    """The CPU of ``inst``, once the request is one eksplain can estimate on it."""
+    if req.output_tokens != 0:
+        raise InputError(f"{inst.name} has no accelerator; on CPU-only instance types eksplain "
+                         "estimates embeddings (encoder forward passes) only.",
+                         hint="use --task embedding, or pick a GPU, Trainium or Inferentia "
+                              "instance")
+    if not model.architecture.is_encoder_only:
+        raise InputError(f"{model.id} is not an encoder-only model; eksplain's CPU speed model "
+                         "covers encoders (BERT, RoBERTa, XLM-R) only.",
+                         hint="pick a GPU, Trainium or Inferentia instance")
+    proc = processor_of(inst)
+    why = unsupported_cpu_format(proc, fmt) if proc else "its CPU is not in cpu_processors.csv"
+    if proc is None or why is not None:
+        raise InputError(f"No CPU speed for {inst.name}: {why}.",
+                         hint="use --dtype bf16 or int8 on a c7i, m7i or r7i instance type")
+    return proc
+
+
+def _cpu(req: EstimateRequest, model: Model, inst: InstanceType, catalog: HardwareCatalog,
+         cal: Calibration) -> Estimate:
+    """An embedding replica on a CPU-only node (eksplain.cpu): host RAM is the capacity, the
+    node's matrix engine the speed; one replica per node."""
+    fmt = weight_format(req.dtype, model)
+    proc = _cpu_processor(req, model, inst, fmt)
+    prompt = req.input_tokens or 1
+    check_context(model, prompt)
+    device = cpu_device(inst, proc, fmt)
+    capacity = device.memory_bytes
+
+    def need(batch: int, tokens: int) -> int:
+        return host_memory_bytes(model, cal, fmt, (batch, tokens))
+
+    weights = weight_bytes(model, cal.format(fmt), Parallelism())
+    mem = MemoryBreakdown(weights, 0, need(req.batch, prompt) - weights, 0, 0, 0, capacity)
+    peak = (device.peak(cpu_compute_dtype(fmt)) or 0.0) * 1e12
+    speed = cpu_encode_speed(model, cal, fmt, peak, (req.batch, prompt))
+    plan = node_plan(catalog, device.id, 1, inst, req.region, req.capacity_type)
+    money = cost(plan, Throughput(0.0, speed.requests_per_s * prompt), req.utilization,
+                 cal.eks_control_plane_usd_per_hour, req.region, req.capacity_type)
+    eff = cpu_calibration().efficiency
+    return Estimate(
+        request=req, model=model, choice=HardwareChoice(device, 1, inst),
+        parallel=Parallelism(), memory=mem, kv=None, fits=mem.fits,
+        max_batch=largest_fitting(lambda b: need(b, prompt) <= capacity, 4096),
+        max_seq_len=largest_fitting(lambda t: need(req.batch, t) <= capacity,
+                                    model.architecture.max_context),
+        seq_len=prompt, weight_format=fmt, speed=Speed(speed, None, None, None), cost=money,
+        storage=_storage(req, weights), checkpoint=None,
+        notes=(f"CPU: {proc.model}, {pod_cores(inst, proc):.2f} cores (the pod's share of the "
+               f"node's CPU) at "
+               f"node's CPU) at "
+               f"{peak / 1e12:.1f} TOP/s {fmt} peak; encoder passes run at {eff:.1%} of it "
+               "(calibrated to MLPerf BERT-Large on Xeon 8480+, docs/accuracy.md); memory is "
+               "host RAM (the pod's share of the node's allocatable memory)",),
+    )
+
+
 def run_estimate(req: EstimateRequest, catalog: HardwareCatalog, limits: bool = True) -> Estimate:
     """Memory, speed and cost of one model on one hardware choice.
 
     ``limits=False`` skips the search for the largest training batch and context (the planner
-    evaluates many candidates and does not need them).
+    evaluates many candidates and does not need them). A CPU-only instance type estimates an
+    embedding replica on its CPU (``_cpu``).
     """
     model = resolve_model(req.model)
+    if req.task == "embedding":
+        req = _embedding(req, model)
+    cpu = _cpu_instance(catalog, req.hardware)
+    if cpu is not None:
+        return _cpu(req, model, cpu, catalog, load_calibration())
     choice = resolve_hardware(catalog, req.hardware, req.devices)
     cal = load_calibration()
     fmt = weight_format(req.dtype, model)

@@ -20,6 +20,7 @@ from eksplain.errors import CatalogError, InputError, suggest
 from eksplain.units import GB, GIB, MIB
 
 __all__ = [
+    "POD_SHARE_OF_ALLOCATABLE",
     "Accelerator",
     "HardwareCatalog",
     "HardwareChoice",
@@ -32,6 +33,7 @@ __all__ = [
     "find_instance",
     "load_catalog",
     "offering_for",
+    "pod_resources",
     "resolve_hardware",
 ]
 
@@ -76,6 +78,13 @@ class Accelerator:
         return dict(self.peak_tflops).get(dtype)
 
 
+# Each pod asks for this share of its slice of the node's allocatable CPU and memory; the rest is
+# left to DaemonSets (VPC CNI, kube-proxy, the NVIDIA device plugin, log and metric agents), whose
+# requests the catalogue does not know. A policy choice, not a hardware fact: the planner sizes
+# CPU replicas by it and ``eksplain render`` requests it.
+POD_SHARE_OF_ALLOCATABLE = 0.9
+
+
 @dataclass(frozen=True)
 class Resources:
     """A set of Kubernetes resources: CPU in millicores, memory in bytes, extended resources."""
@@ -87,6 +96,14 @@ class Resources:
 
     def get(self, name: str) -> int:
         return dict(self.extended).get(name, 0)
+
+
+def pod_resources(allocatable: Resources, pods_per_node: int) -> tuple[int, int]:
+    """CPU (millicores, down to whole 100 m) and memory (bytes, down to whole GiB) one of
+    ``pods_per_node`` pods asks for: its share of the node's allocatable."""
+    share = POD_SHARE_OF_ALLOCATABLE / pods_per_node
+    cpu = int(allocatable.cpu_millicores * share) // 100 * 100
+    return cpu, int(allocatable.memory_bytes * share) // GIB * GIB
 
 
 @dataclass(frozen=True)

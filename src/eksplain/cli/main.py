@@ -70,7 +70,9 @@ def estimate(
         help="Catalogue id or alias, or a path to a config.json.")],
     hardware: Annotated[str, typer.Option(help="Accelerator (h100, l40s, trainium2 ...) or EC2 "
                                                 "instance type (p5.48xlarge).")],
-    task: Annotated[str, typer.Option(help="inference or training.")] = "inference",
+    task: Annotated[str, typer.Option(help="inference, training or embedding (no output "
+                                           "tokens; also on CPU-only instance types).")
+                    ] = "inference",
     devices: Annotated[int | None, typer.Option(help="Accelerators used (default: 1, or all of "
                                                      "an instance type).")] = None,
     dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp32, fp8, int8, awq, gptq, "

@@ -32,6 +32,7 @@ from eksplain.hardware import (
     InstanceType,
     accelerator_of,
     find_instance,
+    pod_resources,
 )
 from eksplain.search import SCALE_METRIC, Candidate, Plan
 from eksplain.spec import WorkloadSpec
@@ -46,10 +47,6 @@ __all__ = ["RenderContext", "RenderOptions", "check_spec", "pod_size", "serving_
 # The Kubernetes version whose OpenAPI schemas ``--check`` validates core kinds against: one in
 # EKS standard support when this was written (2026-11).
 KUBERNETES_VERSION = "1.33"
-# Each pod asks for this share of its slice of the node's allocatable CPU and memory; the rest is
-# left to DaemonSets (VPC CNI, kube-proxy, the NVIDIA device plugin, log and metric agents), whose
-# requests the catalogue does not know. A policy choice, not a hardware fact.
-POD_SHARE_OF_ALLOCATABLE = 0.9
 # The startup probe allows this many times the plan's cold start (load + warm-up) before a restart.
 STARTUP_MARGIN = 2.0
 PROBE_PERIOD_S = 10
@@ -290,9 +287,7 @@ def _sglang_args(spec: WorkloadSpec, model: Model, choice: Candidate, row: dict[
 def pod_size(inst: InstanceType, pods_per_node: int, shm_bytes: int) -> tuple[int, int]:
     """CPU (millicores) and memory (bytes, with /dev/shm, which counts against the limit) per
     pod: its share of the node's allocatable, rounded down to whole 100 m and GiB."""
-    alloc = inst.allocatable
-    cpu = int(alloc.cpu_millicores * POD_SHARE_OF_ALLOCATABLE / pods_per_node) // 100 * 100
-    memory = int(alloc.memory_bytes * POD_SHARE_OF_ALLOCATABLE / pods_per_node) // GIB * GIB
+    cpu, memory = pod_resources(inst.allocatable, pods_per_node)
     if memory <= shm_bytes:
         raise RenderError(f"{inst.name} leaves {memory / GIB:.1f} GiB of memory per pod, not "
                           f"enough for a {shm_bytes / GIB:.0f} GiB /dev/shm.")

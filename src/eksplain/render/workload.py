@@ -184,8 +184,9 @@ def _command(ctx: RenderContext) -> tuple[list[str], list[str]]:
 
 
 def server_mounts(ctx: RenderContext) -> list[dict[str, Any]]:
+    shm = [{"name": "dshm", "mountPath": "/dev/shm"}] if ctx.shm_bytes else []
     return [{"name": "model-cache", "mountPath": CACHE_MOUNT, "readOnly": ctx.cache == "s3"},
-            {"name": "dshm", "mountPath": "/dev/shm"},
+            *shm,
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "work", "mountPath": WORK_MOUNT},
             {"name": "hf-token", "mountPath": TOKEN_MOUNT, "readOnly": True}]
@@ -207,9 +208,14 @@ def _server(ctx: RenderContext) -> dict[str, Any]:
 
 
 def _volumes(ctx: RenderContext, cache_volume: dict[str, Any]) -> list[dict[str, Any]]:
+    # No /dev/shm volume for a server that shares no memory between processes (TEI on CPU):
+    # the container runtime's default 64 MiB stays.
+    shm = ([{"name": "dshm", "emptyDir": {"medium": "Memory",
+                                         "sizeLimit": quantity(ctx.shm_bytes)}}]
+           if ctx.shm_bytes else [])
     return [
         {"name": "model-cache", **cache_volume},
-        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": quantity(ctx.shm_bytes)}},
+        *shm,
         {"name": "tmp", "emptyDir": {"sizeLimit": quantity(TMP_BYTES)}},
         {"name": "work", "emptyDir": {"sizeLimit": quantity(WORK_BYTES)}},
         # Optional when the weights come from S3: only gated downloads need the token.

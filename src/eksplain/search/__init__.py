@@ -3,7 +3,10 @@
     enumerate -> estimate -> check -> select, as in SkyPilot's optimizer: the serving search
     (``search.serving``) and the training search (``search.training``) return accepted
     candidates and rejections; ``plan`` ranks them, builds the Pareto front, the autoscaling and
-    storage decisions, and the explanation of each decision with its glossary terms.
+    storage decisions, and the explanation of each decision with its glossary terms. Embedding
+    specs also get CPU-only candidates (``search.cpu``), ranked with the accelerated ones and
+    compared in dollars per million requests; training on spot counts its expected
+    interruptions (``search.interruptions``).
 
 Objective: minimise monthly dollars with autoscaling over the spec's traffic (serving), dollars
 for the whole run within the deadline (training and batch). Candidates on the Pareto front within
@@ -24,6 +27,7 @@ from eksplain.checkpoint import (
 )
 from eksplain.errors import InfeasibleError
 from eksplain.hardware import HardwareCatalog, find_instance
+from eksplain.search.cpu import CPU, cpu_vs_accelerator, search_cpu
 from eksplain.search.plan import Candidate, Decision, Plan, Rejection, pareto_front
 from eksplain.search.serving import search_serving
 from eksplain.search.training import data_tokens, search_training
@@ -38,7 +42,7 @@ DECISION_TERMS = frozenset({
     "accelerator", "gpu", "inferentia", "attention", "batch-size", "throughput",
     "model-parallelism", "multi-gpu", "quantization", "auto-scaling", "hpa", "replica",
     "storage-class", "fsx-lustre", "volume", "container-registry", "distributed-training",
-    "data-parallelism", "pipeline-parallelism", "efa", "checkpoint",
+    "data-parallelism", "pipeline-parallelism", "efa", "checkpoint", "embedding", "bert",
 })
 
 COLD_LOAD_LIMIT_S = 120.0  # the model cache must load a replica's weights within two minutes
@@ -143,7 +147,8 @@ def _batch_decision(spec: WorkloadSpec, c: Candidate, kv: int, batch: int) -> De
     rps = float(c.detail("requests_per_s_per_replica") or 0)
     if spec.task == "embedding":
         return Decision(("batch-size", "throughput"),
-                        f"each replica embeds {batch} requests per forward pass: {rps:,.0f} "
+                        f"each replica embeds {batch} request{'s' if batch != 1 else ''} per "
+                        f"forward pass: {rps:,.0f} "
                         f"requests/s of {spec.tokens.input_mean} tokens")
     context = spec.tokens.context
     slo = f", and TPOT stays within {spec.slo.tpot_p95 * 1000:.0f} ms" if spec.slo.tpot_p95 else ""
@@ -183,6 +188,12 @@ def _scaling_decision(spec: WorkloadSpec, c: Candidate, batch: int,
 
 
 def _hardware_decision(spec: WorkloadSpec, model: Model, c: Candidate) -> Decision:
+    if c.accelerator == CPU:
+        return Decision(("embedding", "bert"), f"{c.instance_type} ({c.detail('cpu_model')}, no "
+                        f"accelerator) is the cheapest hardware that fits {model.id} and meets "
+                        f"the SLOs: ${c.usd_per_month or 0:,.0f} a month; each replica uses "
+                        f"{c.detail('cpu_cores_per_replica')} cores of the node's matrix engine "
+                        f"({c.detail('cpu_peak_tops')} TOP/s peak in {c.weight_format})")
     terms = ("accelerator", "gpu" if c.accelerator.startswith("nvidia") else "inferentia")
     head = f"{c.instance_type} ({c.accelerator}) is the cheapest hardware that fits {model.id}"
     if spec.task == "batch-inference":
@@ -192,12 +203,16 @@ def _hardware_decision(spec: WorkloadSpec, model: Model, c: Candidate) -> Decisi
     return Decision(terms, f"{head} and meets the SLOs: ${c.usd_per_month or 0:,.0f} a month")
 
 
-def _serving_decisions(spec: WorkloadSpec, model: Model, c: Candidate,
-                       catalog: HardwareCatalog,
+def _serving_decisions(spec: WorkloadSpec, model: Model, ranked: tuple[Candidate, ...],
+                       rejected: list[Rejection], catalog: HardwareCatalog,
                        ) -> tuple[list[Decision], tuple[tuple[str, object], ...]]:
+    c = ranked[0]
     kv = int(c.detail("kv_bytes_per_token") or 0)
     batch = int(c.detail("batch") or 1)
     decisions = [_hardware_decision(spec, model, c), _batch_decision(spec, c, kv, batch)]
+    compared = cpu_vs_accelerator(spec, ranked, rejected) if spec.task == "embedding" else None
+    if compared is not None:
+        decisions.append(compared[0])
     if c.tp > 1 or c.pp > 1:
         decisions.append(Decision(
             ("model-parallelism", "multi-gpu"),
@@ -211,7 +226,8 @@ def _serving_decisions(spec: WorkloadSpec, model: Model, c: Candidate,
     decisions.append(scaling)
     cache, extras = _model_cache(spec, c, catalog)
     decisions.append(cache)
-    return decisions, (("autoscaling", autoscaling), *extras)
+    return decisions, (("autoscaling", autoscaling), *extras,
+                       *(compared[1] if compared is not None else ()))
 
 
 def _data_parallel(c: Candidate) -> str:
@@ -245,17 +261,36 @@ def _training_decisions(spec: WorkloadSpec, c: Candidate,
                                   "one availability zone"))
     interval = float(c.detail("checkpoint_interval_s") or 0) / 3600
     write = float(c.detail("checkpoint_write_s") or 0)
+    spot = c.detail("spot_band") is not None
     decisions.append(Decision(
         ("checkpoint", "fsx-lustre" if spec.storage == "fsx-lustre" else "storage-class"),
         f"checkpoint to {spec.storage} every {interval:.1f} h (write {write:.0f} s; Young/Daly "
-        "with the failure rate of Llama 3's run), losing "
-        f"{float(c.detail('checkpoint_overhead') or 0):.1%} of the time, included in the "
-        "time and cost of the run"))
-    if spec.constraints.capacity_type == "spot":
-        decisions.append(Decision(("checkpoint",), "spot nodes can be reclaimed with two "
-                                  "minutes' notice: each interruption costs the work since the "
-                                  "last checkpoint and a restart"))
+        "with the failure rate of Llama 3's run" + (" plus spot interruptions" if spot else "")
+        + f"), losing {float(c.detail('checkpoint_overhead') or 0):.1%} of the time, included "
+        "in the time and cost of the run"))
+    if spot:
+        decisions.append(_spot_decision(c))
     return decisions, ()
+
+
+def _spot_decision(c: Candidate) -> Decision:
+    """Spot training: how many interruptions to expect, and what they cost in time and money."""
+    provisioning = c.detail("spot_node_provisioning_s")
+    restart = float(c.detail("spot_restart_s") or 0)
+    before = float(c.detail("checkpoint_interval_on_demand_s") or 0) / 3600
+    return Decision(
+        ("checkpoint", "distributed-training"),
+        f"on spot, {c.nodes} x {c.instance_type} expect "
+        f"{float(c.detail('spot_interruptions_expected') or 0):.1f} interruptions over the run "
+        f"({float(c.detail('spot_interruptions_per_node_hour') or 0):.5f} per node-hour: Spot "
+        f"Instance Advisor band {c.detail('spot_band')}), each losing about half an interval of "
+        f"work plus a {restart / 60:.0f} min restart (image pull and checkpoint read"
+        + (", node provisioning not included: no sourced figure"
+           if isinstance(provisioning, str) else " and node provisioning") + "): "
+        f"{float(c.detail('spot_interruption_s') or 0) / 3600:.1f} h and "
+        f"${float(c.detail('spot_interruption_usd') or 0):,.0f} of the run; the checkpoint "
+        f"interval shrinks from {before:.1f} h on demand to "
+        f"{float(c.detail('checkpoint_interval_s') or 0) / 3600:.1f} h")
 
 
 def plan(spec: WorkloadSpec, catalog: HardwareCatalog) -> Plan:
@@ -267,6 +302,10 @@ def plan(spec: WorkloadSpec, catalog: HardwareCatalog) -> Plan:
     model = resolve_model(spec.model)
     search = search_serving if spec.serving else search_training
     accepted, rejected, evaluated = search(spec, model, catalog)
+    if spec.task == "embedding":  # embeddings may not need an accelerator at all
+        on_cpu, cpu_rejected, cpu_evaluated = search_cpu(spec, model, catalog)
+        accepted, rejected = accepted + on_cpu, rejected + cpu_rejected
+        evaluated += cpu_evaluated
     ranked = _rank(accepted)
     if not ranked:
         advice = _advice(spec, rejected)
@@ -277,7 +316,7 @@ def plan(spec: WorkloadSpec, catalog: HardwareCatalog) -> Plan:
         )
     choice = ranked[0]
     if spec.serving:
-        decisions, extras = _serving_decisions(spec, model, choice, catalog)
+        decisions, extras = _serving_decisions(spec, model, ranked, rejected, catalog)
     else:
         decisions, extras = _training_decisions(spec, choice)
     return Plan(

@@ -95,12 +95,12 @@ def pareto_front(candidates: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
 
 
 def eligible_instances(spec: WorkloadSpec, catalog: HardwareCatalog,
-                       rejected: list[Rejection]) -> Iterator[InstanceType]:
-    """Instance types with accelerators that the spec's families allow, by name; each excluded
-    one is recorded in ``rejected`` with its reason."""
+                       rejected: list[Rejection], cpu: bool = False) -> Iterator[InstanceType]:
+    """Instance types with accelerators (``cpu``: CPU-only ones) that the spec's families
+    allow, by name; each excluded one is recorded in ``rejected`` with its reason."""
     c = spec.constraints
     for inst in sorted(catalog.instances, key=lambda i: i.name):
-        if inst.accelerator_id is None:
+        if (inst.accelerator_id is None) != cpu:
             continue
         if inst.family in c.exclude_families:
             rejected.append(Rejection(inst.name, "family", f"family {inst.family} is excluded"))

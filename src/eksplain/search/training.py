@@ -19,6 +19,7 @@ from eksplain.errors import EksplainError, InputError
 from eksplain.estimate import Estimate, EstimateRequest, run_estimate, unsupported_format
 from eksplain.hardware import HardwareCatalog, InstanceType, accelerator_of
 from eksplain.parallel import Parallelism, validate_parallelism
+from eksplain.search.interruptions import SpotRun, spot_run
 from eksplain.search.plan import Candidate, Rejection, eligible_instances
 from eksplain.spec import WorkloadSpec
 from eksplain.units import GIB
@@ -119,7 +120,12 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, nodes: int, est: Estimate
     if speed is None or cost.usd_per_hour is None:
         return Rejection(label, "price", cost.note or "no speed estimate")
     check = est.checkpoint
-    lost = check.overhead_fraction if check else 0.0  # share of wall-clock time, section 11
+    spot = spot_run(check, inst, nodes, par.devices, spec.storage) if (
+        check is not None and spec.constraints.capacity_type == "spot") else None
+    if spot is not None:
+        check = spot.checkpoint  # Young/Daly at the hardware + spot interruption rate
+    lost = (spot.overhead_fraction if spot else
+            check.overhead_fraction if check else 0.0)  # share of wall-clock time, section 11
     if lost >= 1:
         return Rejection(label, "failures", f"checkpoint writes and rework after failures "
                          f"would take {lost:.0%} of the time: the run would never finish")
@@ -152,7 +158,28 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, nodes: int, est: Estimate
             ("checkpoint_overhead", round(lost, 4)),
             ("checkpoint_storage_bytes", est.storage.stored_bytes),
             ("compute_s", round(compute, 1) if compute is not None else 0),
+            *_spot_details(spot, nodes, seconds, cost.usd_per_hour),
         ),
+    )
+
+
+def _spot_details(spot: SpotRun | None, nodes: int, wall_s: float | None, usd_per_hour: float,
+                  ) -> tuple[tuple[str, float | int | str], ...]:
+    """The expected interruptions of a spot run and what they cost (search.interruptions)."""
+    if spot is None:
+        return ()
+    count = spot.interruptions(nodes, wall_s or 0.0)
+    lost_s = count * spot.lost_per_interruption_s()
+    return (
+        ("spot_band", spot.band + ("" if spot.band_published else " (unverified stand-in)")),
+        ("spot_interruptions_per_node_hour", round(spot.rate_per_node_hour, 6)),
+        ("spot_interruptions_expected", round(count, 2)),
+        ("spot_restart_s", round(spot.restart_s, 1)),
+        ("spot_node_provisioning_s", spot.node_provisioning_s
+         if spot.node_provisioning_s is not None else "not included (no sourced figure)"),
+        ("spot_interruption_s", round(lost_s, 1)),
+        ("spot_interruption_usd", round(lost_s / 3600 * usd_per_hour, 2)),
+        ("checkpoint_interval_on_demand_s", round(spot.interval_on_demand_s, 1)),
     )
 
 

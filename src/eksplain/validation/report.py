@@ -158,6 +158,7 @@ _GROUPS = {
     "time to first token": ("ttft_ms",),
     "training speed": ("step_time_s", "tokens_per_s_per_device", "tflops_per_device", "mfu",
                        "hfu"),
+    "cpu encoder throughput": ("requests_per_s",),
 }
 
 

@@ -22,6 +22,7 @@ from eksplain.compute import (
     training_flops_per_token,
     training_speed,
 )
+from eksplain.cpu import cpu_encode_speed, load_processors, peak_ops_per_s, unsupported_cpu_format
 from eksplain.errors import EksplainError
 from eksplain.hardware import Accelerator, InstanceType, find_accelerator, load_catalog
 from eksplain.memory import ServingConfig, kv_bytes_per_token, serving_memory, weight_bytes
@@ -42,6 +43,7 @@ TOLERANCES: dict[str, float] = {
     "tflops_per_device": 0.20,
     "mfu": 0.20,
     "hfu": 0.20,
+    "requests_per_s": 0.25,  # CPU encoder throughput (eksplain/cpu.py)
 }
 
 # gpt-fast's and Neuron's int8 are weight-only; int4 is group-wise 4-bit like AWQ.
@@ -157,6 +159,25 @@ def _training(case: Case, cal: Calibration) -> float:
     return float(getattr(speed, case.quantity))
 
 
+def _cpu_serving(case: Case, cal: Calibration) -> float:
+    """Requests/s of an encoder on a CPU: eksplain.cpu's model on the case's cores."""
+    s = case.setup
+    proc = next((p for p in load_processors() if p.model == s["processor"]), None)
+    if proc is None:
+        raise EksplainError(f"CPU {s['processor']!r} is not in data/cpu_processors.csv")
+    fmt = str(s.get("dtype", "bf16"))
+    why = unsupported_cpu_format(proc, fmt)
+    if why is not None:
+        raise EksplainError(why)
+    peak = peak_ops_per_s(proc, float(s["cores"]), fmt)
+    stated = s.get("batch")
+    batch = stated if isinstance(stated, int) else cal.engine("vllm").embedding_batch
+    speed = cpu_encode_speed(_model(case), cal, fmt, peak, (batch, int(s["input_tokens"])))
+    return speed.requests_per_s
+
+
 def predict(case: Case, cal: Calibration) -> float:
     """The predicted value of a speed case, in the case's unit."""
+    if case.kind == "cpu-serving":
+        return _cpu_serving(case, cal)
     return _serving(case, cal) if case.kind == "serving" else _training(case, cal)

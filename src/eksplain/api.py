@@ -11,6 +11,8 @@
     load_price_file(path) -> offerings from a user's CSV (front ends read files, the core does not)
     simulate(WorkloadSpec, SimulateOptions) -> Simulation   the plan's choice under traffic
     load_trace(path) -> Trace                                a CSV request trace for simulate
+    simulation_chart(Simulation) -> Chart                    load, replicas, queue, latency
+    chart_bytes(Chart, suffix) -> bytes                      a chart as .png, .svg or .html
 
 Requests are pydantic models (the validation boundary); results are frozen dataclasses whose
 JSON forms (``eksplain.serialize``) are the contract documented in docs/json.md.
@@ -54,6 +56,7 @@ if TYPE_CHECKING:  # imported when first used: explain, render and simulate load
     from eksplain.render import Manifests, RenderOptions
     from eksplain.render.check import Finding
     from eksplain.sim import Trace
+    from eksplain.sim.chart import Chart
     from eksplain.sim.scenario import SimulateOptions, Simulation
 
 # Names of the use cases' types that front ends reach through the facade; their modules load
@@ -63,6 +66,7 @@ _LAZY = {
     "Manifests": "eksplain.render", "RenderOptions": "eksplain.render",
     "Trace": "eksplain.sim", "SimulateOptions": "eksplain.sim.scenario",
     "Simulation": "eksplain.sim.scenario",
+    "Chart": "eksplain.sim.chart",
 }
 
 
@@ -73,6 +77,7 @@ def __getattr__(name: str) -> object:
     return getattr(importlib.import_module(module), name)
 
 __all__ = [
+    "Chart",
     "Estimate",
     "EstimateRequest",
     "Explanation",
@@ -86,6 +91,7 @@ __all__ = [
     "Simulation",
     "Trace",
     "WorkloadSpec",
+    "chart_bytes",
     "estimate",
     "explain",
     "glossary",
@@ -102,6 +108,7 @@ __all__ = [
     "render",
     "render_stream",
     "simulate",
+    "simulation_chart",
     "simulation_dict",
     "spec_from_dict",
     "spec_schema",
@@ -323,3 +330,19 @@ def load_trace(path: Path) -> Trace:
     from eksplain.sim import parse_trace
 
     return parse_trace(text.splitlines(), str(path))
+
+
+def simulation_chart(sim: Simulation) -> Chart:
+    """A simulation's timeline as a chart: load, replicas, queue, and p95 latency against the
+    SLO targets, one point a simulated minute."""
+    from eksplain.sim.chart import timeline_chart
+
+    return timeline_chart(sim)
+
+
+def chart_bytes(chart: Chart, suffix: str) -> bytes:
+    """A chart as the bytes of a ``.png`` (needs the ``chart`` extra), ``.svg`` or ``.html``
+    file; front ends write them."""
+    from eksplain.sim.chart import chart_bytes as draw
+
+    return draw(chart, suffix)

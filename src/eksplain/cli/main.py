@@ -382,6 +382,21 @@ class _SimProgress:
             self._bar.stop()
 
 
+def _write_chart(path: Path, build: Callable[[], api.Chart]) -> None:
+    """Draw a chart to ``path`` (its suffix picks the format); say where on stderr, so that
+    ``--json`` output on stdout stays clean."""
+
+    def draw() -> bytes:
+        return api.chart_bytes(build(), path.suffix)
+
+    data = _call(draw)
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        _fail(f"Cannot write the chart {path}: {exc.strerror}.")
+    Console(stderr=True, highlight=False).print(f"chart written to {path}", markup=False)
+
+
 @app.command()
 def simulate(
     spec: Annotated[Path, typer.Argument(help="Workload spec (YAML) of a serving workload.")],
@@ -395,6 +410,9 @@ def simulate(
     routing: Annotated[str, typer.Option(
         help="round-robin, least-outstanding or central-queue.")] = "least-outstanding",
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    chart: Annotated[Path | None, typer.Option(
+        help="Also draw load, replicas, queue and latency over time to this file (.png, .svg "
+             "or .html).")] = None,
 ) -> None:
     """Simulate the plan's choice under the spec's traffic: latency percentiles, SLO
     attainment, queue over time (a fixed number of replicas; no autoscaling yet)."""
@@ -415,6 +433,8 @@ def simulate(
         result = _call(call)
     finally:
         progress.close()
+    if chart is not None:
+        _write_chart(chart, lambda: api.simulation_chart(result))
     if json_output:
         _print_json(api.simulation_dict(result))
         return

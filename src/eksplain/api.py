@@ -13,6 +13,7 @@
     load_trace(path) -> Trace                                a CSV request trace for simulate
     simulation_chart(Simulation) -> Chart                    load, replicas, queue, latency
     chart_bytes(Chart, suffix) -> bytes                      a chart as .png, .svg or .html
+    verify(WorkloadSpec, Plan, VerifyOptions) -> Verification   the plan's SLOs, simulated
 
 Requests are pydantic models (the validation boundary); results are frozen dataclasses whose
 JSON forms (``eksplain.serialize``) are the contract documented in docs/json.md.
@@ -47,6 +48,7 @@ from eksplain.serialize import (
     model_entry_dict,
     plan_dict,
     simulation_dict,
+    verification_dict,
 )
 from eksplain.spec import WorkloadSpec, load_spec, spec_from_dict, spec_schema
 from eksplain.units import parse_bytes
@@ -58,6 +60,7 @@ if TYPE_CHECKING:  # imported when first used: explain, render and simulate load
     from eksplain.sim import Trace
     from eksplain.sim.chart import Chart
     from eksplain.sim.scenario import SimulateOptions, Simulation
+    from eksplain.sim.verify import Verification, VerifyOptions
 
 # Names of the use cases' types that front ends reach through the facade; their modules load
 # on first use so that every command does not pay for all of them at start-up.
@@ -67,6 +70,7 @@ _LAZY = {
     "Trace": "eksplain.sim", "SimulateOptions": "eksplain.sim.scenario",
     "Simulation": "eksplain.sim.scenario",
     "Chart": "eksplain.sim.chart",
+    "Verification": "eksplain.sim.verify", "VerifyOptions": "eksplain.sim.verify",
 }
 
 
@@ -90,6 +94,8 @@ __all__ = [
     "SimulateOptions",
     "Simulation",
     "Trace",
+    "Verification",
+    "VerifyOptions",
     "WorkloadSpec",
     "chart_bytes",
     "estimate",
@@ -112,6 +118,8 @@ __all__ = [
     "simulation_dict",
     "spec_from_dict",
     "spec_schema",
+    "verification_dict",
+    "verify",
 ]
 
 
@@ -346,3 +354,20 @@ def chart_bytes(chart: Chart, suffix: str) -> bytes:
     from eksplain.sim.chart import chart_bytes as draw
 
     return draw(chart, suffix)
+
+
+def verify(spec: WorkloadSpec, planned: Plan, options: VerifyOptions | None = None,
+           offerings: tuple[Offering, ...] = (),
+           progress: Callable[[float], None] | None = None) -> Verification:
+    """Simulate ``planned`` (the plan of ``spec``) under the spec's traffic and check its p95
+    targets; when the choice misses them, try the next candidates in rank order (up to
+    ``options.top``). Plans that are not online serving come back ``not-applicable``.
+
+    ``progress`` hears the simulated seconds done over all candidates tried so far.
+    """
+    catalog = load_catalog()
+    if offerings:
+        catalog = dataclasses.replace(catalog, offerings=offerings + catalog.offerings)
+    from eksplain.sim.verify import VerifyOptions, verify_plan
+
+    return verify_plan(spec, planned, catalog, options or VerifyOptions(), progress)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from eksplain.search.plan import Candidate, Plan
     from eksplain.sim.metrics import LatencySummary
     from eksplain.sim.scenario import Simulation
+    from eksplain.sim.verify import Verification
     from eksplain.spec import WorkloadSpec
 
 # Version of the plan JSON that `eksplain render PLAN.json` reads; raise it when keys change.
@@ -29,6 +30,7 @@ __all__ = [
     "model_entry_dict",
     "plan_dict",
     "simulation_dict",
+    "verification_dict",
 ]
 
 
@@ -198,9 +200,10 @@ def _extra(value: object) -> object:
 
 
 def plan_dict(p: Plan, top: int | None = None, spec: WorkloadSpec | None = None,
-              ) -> dict[str, Any]:
+              verification: Verification | None = None) -> dict[str, Any]:
     """A plan's JSON; with ``spec``, also the spec it answers and the eksplain version, so that
-    ``eksplain render PLAN.json`` can rebuild and check it."""
+    ``eksplain render PLAN.json`` can rebuild and check it; with ``verification`` (``plan
+    --verify``), its ``verification`` section."""
     alternatives = p.alternatives[:top] if top is not None else p.alternatives
     head: dict[str, Any] = {}
     if spec is not None:
@@ -217,6 +220,29 @@ def plan_dict(p: Plan, top: int | None = None, spec: WorkloadSpec | None = None,
                         "gap": _round(r.gap, 4)} for r in p.rejections],
         "evaluated": p.evaluated,
         **{key: _extra(value) for key, value in p.extras},
+        **({"verification": verification_dict(verification)} if verification else {}),
+    }
+
+
+def verification_dict(v: Verification) -> dict[str, Any]:
+    """``plan --verify``: the verdict, the simulated scenario, and each candidate tried."""
+    return {
+        "status": v.status,
+        "reason": v.reason,
+        "verified": v.verified,
+        "duration_s": _round(v.duration_s, 3),
+        "seed": v.seed,
+        "traffic": v.traffic or None,
+        "attainment_required": v.attainment_required,
+        "candidates": [{
+            "label": c.label, "rank": c.rank, "replicas": c.replicas, "passed": c.passed,
+            "requests": {"arrived": c.arrived, "completed": c.completed,
+                         "in_flight": c.in_flight},
+            "stopped": c.stopped or None,
+            "slos": [{"metric": s.metric, "target_p95_s": _round(s.target_s),
+                      "attainment": _round(s.attainment, 4), "held": s.held,
+                      "latency": _latency(s.latency)} for s in c.slos],
+        } for c in v.checks],
     }
 
 

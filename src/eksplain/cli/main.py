@@ -174,6 +174,12 @@ def plan(
         "--explain", help="Show every decision's terms and every rejected candidate.")] = False,
     price_file: Annotated[Path | None, typer.Option(help="CSV of your own prices.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Simulate the choice under the spec's traffic and check its p95 "
+                         "targets; fall back to the next of the top candidates when they "
+                         "miss.")] = False,
+    verify_duration: Annotated[str, typer.Option(
+        help="Simulated time for --verify, e.g. 1h or 15m.")] = "1h",
 ) -> None:
     """The cheapest configuration that meets a workload spec, with alternatives and reasons."""
 
@@ -195,14 +201,42 @@ def plan(
         return workload, api.plan(workload, offerings)
 
     workload, result = _call(call)
+    checked = _verify(workload, result, top, verify_duration, price_file) if verify else None
     if json_output:
-        _print_json(api.plan_dict(result, None if explain else top, workload))
+        _print_json(api.plan_dict(result, None if explain else top, workload, checked))
         return
     from eksplain.cli.format import plan_lines
 
     console = _console()
     for line in plan_lines(result, top, explain):
         console.print(line)
+    _print_verification(console, checked)
+
+
+def _print_verification(console: Console, checked: api.Verification | None) -> None:
+    if checked is None:
+        return
+    from eksplain.cli.format_verify import verification_lines
+
+    for line in verification_lines(checked):
+        console.print(line)
+
+
+def _verify(workload: api.WorkloadSpec, planned: api.Plan, top: int, duration: str,
+            price_file: Path | None) -> api.Verification:
+    """``plan --verify``: the facade's verification, with a progress bar on a terminal."""
+    seconds = _call(lambda: parse_duration(duration))
+    progress = _SimProgress(seconds * (1 + top))
+
+    def call() -> api.Verification:
+        offerings = api.load_price_file(price_file) if price_file else ()
+        return api.verify(workload, planned, api.VerifyOptions(duration_s=seconds, top=top),
+                          offerings, progress)
+
+    try:
+        return _call(call)
+    finally:
+        progress.close()
 
 
 @app.command()

@@ -14,6 +14,8 @@
     simulation_chart(Simulation) -> Chart                    load, replicas, queue, latency
     chart_bytes(Chart, suffix) -> bytes                      a chart as .png, .svg or .html
     verify(WorkloadSpec, Plan, VerifyOptions) -> Verification   the plan's SLOs, simulated
+    load_sweep(path) -> Sweep / sweep(Sweep, jobs, ray) -> SweepResult   many simulations
+    sweep_chart(SweepResult) -> Chart                        latency and cost against traffic
 
 Requests are pydantic models (the validation boundary); results are frozen dataclasses whose
 JSON forms (``eksplain.serialize``) are the contract documented in docs/json.md.
@@ -48,6 +50,7 @@ from eksplain.serialize import (
     model_entry_dict,
     plan_dict,
     simulation_dict,
+    sweep_dict,
     verification_dict,
 )
 from eksplain.spec import WorkloadSpec, load_spec, spec_from_dict, spec_schema
@@ -60,6 +63,7 @@ if TYPE_CHECKING:  # imported when first used: explain, render and simulate load
     from eksplain.sim import Trace
     from eksplain.sim.chart import Chart
     from eksplain.sim.scenario import SimulateOptions, Simulation
+    from eksplain.sim.sweep import Sweep, SweepResult
     from eksplain.sim.verify import Verification, VerifyOptions
 
 # Names of the use cases' types that front ends reach through the facade; their modules load
@@ -71,6 +75,7 @@ _LAZY = {
     "Simulation": "eksplain.sim.scenario",
     "Chart": "eksplain.sim.chart",
     "Verification": "eksplain.sim.verify", "VerifyOptions": "eksplain.sim.verify",
+    "Sweep": "eksplain.sim.sweep", "SweepResult": "eksplain.sim.sweep",
 }
 
 
@@ -93,6 +98,8 @@ __all__ = [
     "Rendered",
     "SimulateOptions",
     "Simulation",
+    "Sweep",
+    "SweepResult",
     "Trace",
     "Verification",
     "VerifyOptions",
@@ -106,6 +113,7 @@ __all__ = [
     "load_plan_json",
     "load_price_file",
     "load_spec",
+    "load_sweep",
     "load_trace",
     "model_entry_dict",
     "models",
@@ -118,6 +126,9 @@ __all__ = [
     "simulation_dict",
     "spec_from_dict",
     "spec_schema",
+    "sweep",
+    "sweep_chart",
+    "sweep_dict",
     "verification_dict",
     "verify",
 ]
@@ -371,3 +382,34 @@ def verify(spec: WorkloadSpec, planned: Plan, options: VerifyOptions | None = No
     from eksplain.sim.verify import VerifyOptions, verify_plan
 
     return verify_plan(spec, planned, catalog, options or VerifyOptions(), progress)
+
+
+def load_sweep(path: Path) -> Sweep:
+    """A sweep file (YAML: ``spec`` or ``specs``, ``plans``, ``rps``, ``seeds``, ``replicas``,
+    ``duration``, ``routing``) and the specs it names; errors name the line and field."""
+    from eksplain.sim.sweep import load_sweep as read
+
+    return read(path)
+
+
+def sweep(planned: Sweep, jobs: int | None = None, ray: str | None = None,
+          progress: Callable[[int, int], None] | None = None) -> SweepResult:
+    """Run every scenario of a sweep: on ``jobs`` local processes (default: one per CPU), or on
+    the Ray cluster at ``ray`` (``"local"`` starts one here). Rows come back in the sweep's
+    order, so the result does not depend on where they ran. ``progress`` hears (done, all)."""
+    import os
+
+    from eksplain.sim.sweep import RUNNERS, run_sweep
+
+    workers = jobs if jobs is not None else os.cpu_count() or 1
+    if workers < 1:
+        raise InputError("--jobs must be at least 1.")
+    runner = RUNNERS["ray"](ray, workers) if ray else RUNNERS["processes"]("", workers)
+    return run_sweep(planned, runner, load_catalog(), progress)
+
+
+def sweep_chart(result: SweepResult) -> Chart:
+    """A sweep against traffic, a line a plan: p99 TTFT and TPOT, SLO attainment, cost."""
+    from eksplain.sim.chart import sweep_chart as draw
+
+    return draw(result)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from eksplain.search.plan import Candidate, Plan
     from eksplain.sim.metrics import LatencySummary
     from eksplain.sim.scenario import Simulation
+    from eksplain.sim.sweep import SweepResult
     from eksplain.sim.verify import Verification
     from eksplain.spec import WorkloadSpec
 
@@ -30,6 +31,7 @@ __all__ = [
     "model_entry_dict",
     "plan_dict",
     "simulation_dict",
+    "sweep_dict",
     "verification_dict",
 ]
 
@@ -243,6 +245,36 @@ def verification_dict(v: Verification) -> dict[str, Any]:
                       "attainment": _round(s.attainment, 4), "held": s.held,
                       "latency": _latency(s.latency)} for s in c.slos],
         } for c in v.checks],
+    }
+
+
+def _percentiles(values: tuple[float, float, float]) -> dict[str, float | None]:
+    return {"p50_s": _round(values[0]), "p90_s": _round(values[1]), "p99_s": _round(values[2])}
+
+
+def sweep_dict(result: SweepResult) -> dict[str, Any]:
+    """``simulate --sweep``: one row per scenario, in the sweep's order (the same bytes
+    however many processes ran it)."""
+    return {
+        "sweep": result.path,
+        "duration_s": _round(result.duration_s, 3),
+        "routing": result.routing,
+        "scenarios": len(result.rows),
+        "rows": [{
+            "spec": r.spec, "plan": r.plan, "rank": r.rank, "replicas": r.replicas,
+            "rps": r.rps, "seed": r.seed, "simulated_s": _round(r.simulated_s, 3),
+            "requests": {"arrived": r.arrived, "completed": r.completed, "failed": r.failed,
+                         "in_flight": r.in_flight},
+            "throughput": {"requests_per_s": _round(r.requests_per_s, 4),
+                           "output_tokens_per_s": _round(r.output_tokens_per_s, 2)},
+            "ttft": _percentiles(r.ttft), "tpot": _percentiles(r.tpot),
+            "e2e": _percentiles(r.e2e),
+            "slo_targets_p95_s": {m: _round(t) for m, t in r.targets},
+            "slo_attainment": {m: _round(v, 4) for m, v in r.attainment},
+            "usd_per_hour": _round(r.usd_per_hour, 4),
+            "usd_per_million_output_tokens": _round(r.usd_per_million_output_tokens, 4),
+            "stopped": r.stopped or None,
+        } for r in result.rows],
     }
 
 

@@ -3,6 +3,7 @@
     Chart     stacked panels that share one x axis (simulated time, or a sweep's traffic level)
     Panel     one y axis: series (a value per x, ``None`` for a gap) and target lines (SLOs)
     timeline_chart(Simulation)   load, replicas, queue and per-minute p95 latency over time
+    sweep_chart(SweepResult)     latency, SLO attainment and cost against traffic, a line a plan
     chart_bytes(Chart, suffix)   the file's bytes: ``.png``, ``.svg`` or ``.html``
 
 The model is data, so a test can check what is plotted without decoding an image, and the two
@@ -14,6 +15,8 @@ without dependencies and without JavaScript, so the HTML is one self-contained f
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,8 +25,10 @@ from eksplain.errors import InputError
 if TYPE_CHECKING:
     from eksplain.sim.metrics import MinuteSample
     from eksplain.sim.scenario import Simulation
+    from eksplain.sim.sweep import SweepResult, SweepRow
 
-__all__ = ["Chart", "Panel", "Series", "Target", "chart_bytes", "palette", "timeline_chart"]
+__all__ = ["Chart", "Panel", "Series", "Target", "chart_bytes", "palette", "sweep_chart",
+           "timeline_chart"]
 
 # Tableau 10, the default colour cycle of matplotlib: distinct, and readable on white.
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -42,6 +47,7 @@ class Series:
     values: tuple[float | None, ...]  # one per x of the chart; None where there is no value
     color: str
     dashed: bool = False
+    marker: str = ""  # matplotlib's name of a marker at each point (o, s, ^, D, v); "" for none
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,83 @@ def timeline_chart(sim: Simulation) -> Chart:
                 _series("waiting", [float(m.waiting) for m in samples], 3),
                 _series("running", [float(m.running) for m in samples], 0, dashed=True))),
             _latency_panel(sim),
+        ))
+
+
+_GREY = "#555555"
+_MARKERS = ("o", "s", "^", "D", "v")
+
+
+def _group(row: SweepRow, several_specs: bool) -> str:
+    label = f"{row.plan}, {row.replicas} replicas"
+    return f"{label} [{row.spec}]" if several_specs else label
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return math.fsum(known) / len(known) if known else None
+
+
+def _sweep_values(result: SweepResult, x: tuple[float, ...],
+                  metric: Callable[[SweepRow], float | None]) -> dict[str, list[float | None]]:
+    """Per line (spec, plan, replicas), the mean over seeds of ``metric`` at each rate."""
+    several = len({r.spec for r in result.rows}) > 1
+    cells: dict[str, dict[float, list[float | None]]] = {}
+    for row in result.rows:
+        cells.setdefault(_group(row, several), {}).setdefault(row.rps, []).append(metric(row))
+    return {name: [_mean(by_rate.get(rate, [])) for rate in x]
+            for name, by_rate in cells.items()}
+
+
+def _sweep_panel(result: SweepResult, x: tuple[float, ...], head: tuple[str, str],
+                 metric: Callable[[SweepRow], float | None], targets: tuple[Target, ...] = (),
+                 log: bool = False) -> Panel:
+    lines = _sweep_values(result, x, metric)
+    # a marker a line: plans on the same accelerator give the same latencies, and lie on top
+    series = tuple(Series(name, tuple(v), palette(i), marker=_MARKERS[i % len(_MARKERS)])
+                   for i, (name, v) in enumerate(lines.items()))
+    return Panel(head[0], head[1], series, targets, log)
+
+
+def _targets(result: SweepResult, metric: str) -> tuple[Target, ...]:
+    values = sorted({t for r in result.rows for m, t in r.targets if m == metric})
+    name = metric.upper()
+    return tuple(Target(f"{name} target (p95) {v * 1000:g} ms", v * 1000, _GREY) for v in values)
+
+
+def _lowest_share(row: SweepRow) -> float | None:
+    shares = [share for _, share in row.attainment]
+    return min(shares) * 100 if shares else None
+
+
+def _p99_ms(index: int) -> Callable[[SweepRow], float | None]:
+    def metric(row: SweepRow) -> float | None:
+        value = (row.ttft, row.tpot)[index][2]
+        return value * 1000 if value > 0 else None
+    return metric
+
+
+def sweep_chart(result: SweepResult) -> Chart:
+    """A sweep against the mean traffic asked for, one line a plan (and replica count), each
+    point the mean over the seeds: p99 TTFT and TPOT with the p95 targets, the lowest share of
+    requests within a target, and the fleet's dollars per million output tokens."""
+    x = tuple(sorted({r.rps for r in result.rows}))
+    seeds = len({r.seed for r in result.rows})
+    return Chart(
+        title=f"Sweep {result.path}",
+        subtitle=(f"{len(result.rows)} scenarios of {result.duration_s / 60:g} simulated min "
+                  f"({result.routing}); each point the mean over {seeds} seed(s)"),
+        x_label="mean traffic (requests/s)",
+        x=x,
+        panels=(
+            _sweep_panel(result, x, ("TTFT p99", "ms (log scale)"), _p99_ms(0),
+                         _targets(result, "ttft"), log=True),
+            _sweep_panel(result, x, ("TPOT p99", "ms (log scale)"), _p99_ms(1),
+                         _targets(result, "tpot"), log=True),
+            _sweep_panel(result, x, ("Requests within the p95 targets (the lowest share)", "%"),
+                         _lowest_share, (Target("95%: the p95 holds", 95.0, _GREY),)),
+            _sweep_panel(result, x, ("Cost of the fleet", "USD per million output tokens"),
+                         lambda r: r.usd_per_million_output_tokens),
         ))
 
 

@@ -25,7 +25,7 @@ DPI = 100
 
 def _number(value: float, _pos: object) -> str:
     """Tick labels as people write numbers: 12,000 and 0.5, not 1.2e4 or 10^4."""
-    return f"{value:,.0f}" if abs(value) >= 1 or value == 0 else f"{value:g}"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
 
 
 def _log_subs(panel: Panel) -> tuple[float, ...]:
@@ -42,7 +42,7 @@ def _draw_panel(ax: Axes, x: tuple[float, ...], panel: Panel) -> None:
     for s in panel.series:
         ys = [float("nan") if v is None else v for v in s.values]
         ax.plot(x, ys, color=s.color, linestyle="--" if s.dashed else "-", linewidth=1.6,
-                label=s.label)
+                marker=s.marker or None, markersize=5, label=s.label)
     for t in panel.targets:
         ax.axhline(t.value, color=t.color, linestyle=":", linewidth=1.4, label=t.label)
     if panel.log:

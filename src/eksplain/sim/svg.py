@@ -106,6 +106,9 @@ def _panel_svg(chart: Chart, panel: Panel, top: float, x_lo: float, x_hi: float)
         dash = ' stroke-dasharray="6 4"' if s.dashed else ""
         out.append(f'<path class="series" data-label="{escape(s.label)}" stroke="{s.color}"'
                    f'{dash} d="{_path(points)}"/>')
+        if s.marker:  # one shape for every marker: a dot at each point
+            out += [f'<circle cx="{p[0]:.1f}" cy="{p[1]:.1f}" r="3" fill="{s.color}"/>'
+                    for p in points if p is not None]
         out += _legend(legend_y, s.label, s.color, dash)
         legend_y += 18
     for t in panel.targets:

@@ -43,8 +43,8 @@ from eksplain.spec import WorkloadSpec, load_spec
 from eksplain.units import parse_duration
 
 __all__ = ["RUNNERS", "Job", "ProcessRunner", "RayRunner", "Runner", "SequentialRunner",
-           "Sweep", "SweepFile", "SweepResult", "SweepRow", "load_sweep", "prepare_jobs",
-           "run_job", "run_sweep"]
+           "Sweep", "SweepFile", "SweepResult", "SweepRow", "load_sweep", "peak_replicas",
+           "prepare_jobs", "run_job", "run_sweep"]
 
 Progress = Callable[[int, int], None]  # (scenarios done, scenarios in all)
 
@@ -229,6 +229,12 @@ def load_sweep(path: Path) -> Sweep:
     return Sweep(str(path), file, specs)
 
 
+def peak_replicas(c: Candidate) -> int:
+    """The replicas a serving candidate runs at its peak (what ``simulate`` runs by default on a
+    fixed fleet)."""
+    return int(c.detail("replicas_peak") or c.dp)
+
+
 def prepare_jobs(sweep: Sweep, catalog: HardwareCatalog) -> tuple[Job, ...]:
     """Plan each spec once, then every scenario, in order: spec, plan, replicas, rate, seed."""
     f = sweep.file
@@ -237,7 +243,7 @@ def prepare_jobs(sweep: Sweep, catalog: HardwareCatalog) -> tuple[Job, ...]:
         planned = run_plan(spec, catalog)
         ranked = ((planned.choice,) if planned.choice else ()) + planned.alternatives
         for rank, cand in enumerate(ranked[:f.plans]):
-            for replicas in f.replicas or [int(cand.detail("replicas_peak") or cand.dp)]:
+            for replicas in f.replicas or [peak_replicas(cand)]:
                 for rps in f.rps or [spec.traffic.rps]:
                     traffic = spec.traffic.model_copy(update={"rps": rps})
                     at_rate = spec.model_copy(update={"traffic": traffic})
@@ -254,7 +260,7 @@ def _row(job: Job, r: SimResult) -> SweepRow:
     """Cost: the replicas at the plan's peak hourly price per replica (its peak price over its
     peak replicas), for the simulated time; per million output tokens of completed requests."""
     c = job.candidate
-    per_replica = c.usd_per_hour / max(int(c.detail("replicas_peak") or c.dp), 1)
+    per_replica = c.usd_per_hour / max(peak_replicas(c), 1)
     usd_per_hour = per_replica * job.replicas
     dollars = usd_per_hour * r.simulated_s / 3600
     s = job.spec.slo

@@ -130,7 +130,7 @@ def timeline_chart(sim: Simulation) -> Chart:
             Panel("Load", "requests/s", (
                 _series("arrivals", [m.arrived / 60 for m in samples], 0),
                 _series("completions", [m.completed / 60 for m in samples], 2))),
-            Panel("Replicas", "replicas", _replica_series(samples)),
+            Panel("Replicas", "count", _replica_series(samples)),
             Panel("Queue", "requests", (
                 _series("waiting", [float(m.waiting) for m in samples], 3),
                 _series("running", [float(m.running) for m in samples], 0, dashed=True))),
@@ -210,7 +210,7 @@ def sweep_chart(result: SweepResult) -> Chart:
                          _targets(result, "tpot"), log=True),
             _sweep_panel(result, x, ("Requests within the p95 targets (the lowest share)", "%"),
                          _lowest_share, (Target("95%: the p95 holds", 95.0, _GREY),)),
-            _sweep_panel(result, x, ("Cost of the fleet", "USD per million output tokens"),
+            _sweep_panel(result, x, ("Cost of the fleet", "USD / 1M output tokens"),
                          lambda r: r.usd_per_million_output_tokens),
         ))
 

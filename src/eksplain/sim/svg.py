@@ -15,10 +15,9 @@ from eksplain.sim.chart import Chart, Panel
 
 __all__ = ["chart_html", "chart_svg", "nice_ticks"]
 
-WIDTH = 1000
 LEFT = 92  # room for the y tick labels (1,000,000) and the unit
-LEGEND = 170
-PLOT_W = WIDTH - LEFT - LEGEND
+LEGEND = 170  # at least; wider for long labels
+PLOT_W = 740
 HEAD = 58
 PANEL_H = 190
 PLOT_H = 140
@@ -55,7 +54,10 @@ class _Axis:
             positive = [v for v in values if v > 0]
             lo, hi = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
             hi = max(hi, lo + 1)
-            self.ticks = [10.0 ** e for e in range(lo, hi + 1)]
+            # 1-2-5 within a decade over up to three decades, else whole decades (as the PNG)
+            subs = (1, 2, 5) if hi - lo <= 3 else (1,)
+            self.ticks = [m * 10.0 ** e for e in range(lo, hi + 1) for m in subs
+                          if m * 10.0 ** e <= 10.0 ** hi]
             self.low, self.high = float(lo), float(hi)
         else:
             top = max(values, default=1.0)
@@ -92,7 +94,8 @@ def _panel_svg(chart: Chart, panel: Panel, top: float, x_lo: float, x_hi: float)
         return LEFT + PLOT_W * ((x - x_lo) / (x_hi - x_lo) if x_hi > x_lo else 0.5)
 
     out = [f'<text class="title" x="{LEFT}" y="{top - 10:.1f}">{escape(panel.title)}</text>',
-           f'<text class="unit" transform="translate(14,{top + PLOT_H / 2:.1f}) rotate(-90)">'
+           f'<text class="unit" text-anchor="middle" '
+           f'transform="translate(18,{top + PLOT_H / 2:.1f}) rotate(-90)">'
            f'{escape(panel.unit)}</text>']
     for tick in axis.ticks:
         y = axis.y(tick, top)
@@ -136,9 +139,18 @@ _STYLE = ("text{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,s
           ".frame{fill:none;stroke:#999}")
 
 
+def _width(chart: Chart) -> int:
+    """Wide enough for the longest legend label (about 6.5 pixels a character at 11 px)."""
+    labels = [x.label for p in chart.panels for x in p.series]
+    labels += [t.label for p in chart.panels for t in p.targets]
+    longest = max((len(label) for label in labels), default=0)
+    return LEFT + PLOT_W + max(LEGEND, 48 + round(longest * 6.5))
+
+
 def chart_svg(chart: Chart) -> str:
     """The whole chart as one ``<svg>`` element, with its own style."""
     height = HEAD + PANEL_H * len(chart.panels) + FOOT
+    width = _width(chart)
     ticks, x_lo, x_hi = _x_scale(chart)
     body = [f'<text class="head" x="{LEFT}" y="22">{escape(chart.title)}</text>',
             f'<text class="sub" x="{LEFT}" y="40">{escape(chart.subtitle)}</text>']
@@ -151,8 +163,8 @@ def chart_svg(chart: Chart) -> str:
                     f'text-anchor="middle">{_label(tick)}</text>')
     body.append(f'<text class="unit" x="{LEFT + PLOT_W / 2:.1f}" y="{base + 36:.1f}" '
                 f'text-anchor="middle">{escape(chart.x_label)}</text>')
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-            f'viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(chart.title)}">'
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(chart.title)}">'
             f"<style>{_STYLE}</style>\n" + "\n".join(body) + "\n</svg>\n")
 
 

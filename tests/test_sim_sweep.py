@@ -203,3 +203,9 @@ def test_cli_simulate_needs_a_spec_or_a_sweep(runner: CliRunner) -> None:
     result = runner.invoke(app, ["simulate"])
     assert result.exit_code == 2
     assert "Give a spec file, or --sweep FILE" in result.output
+
+
+def test_cli_sweep_needs_a_worker(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["simulate", "--sweep", str(_files(tmp_path)), "--jobs", "0"])
+    assert result.exit_code == 2
+    assert "--jobs must be at least 1" in result.output

@@ -159,7 +159,7 @@ def verify_plan(spec: WorkloadSpec, plan: Plan, catalog: HardwareCatalog,
     elif checks[-1].rank == 0:
         reason = "the plan's choice holds the spec's p95 targets in simulation"
     else:
-        reason = (f"the plan's choice misses its targets in simulation; {verified} (rank "
-                  f"{checks[-1].rank + 1}) holds them")
+        reason = (f"the plan's choice misses its targets in simulation; {verified} "
+                  f"(alternative {checks[-1].rank}) holds them")
     return Verification("verified" if verified else "failed", reason, verified,
                         options.duration_s, options.seed, traffic, checks)

@@ -11,6 +11,11 @@
     load_price_file(path) -> offerings from a user's CSV (front ends read files, the core does not)
     simulate(WorkloadSpec, SimulateOptions) -> Simulation   the plan's choice under traffic
     load_trace(path) -> Trace                                a CSV request trace for simulate
+    simulation_chart(Simulation) -> Chart                    load, replicas, queue, latency
+    chart_bytes(Chart, suffix) -> bytes                      a chart as .png, .svg or .html
+    verify(WorkloadSpec, Plan, VerifyOptions) -> Verification   the plan's SLOs, simulated
+    load_sweep(path) -> Sweep / sweep(Sweep, jobs, ray) -> SweepResult   many simulations
+    sweep_chart(SweepResult) -> Chart                        latency and cost against traffic
 
 Requests are pydantic models (the validation boundary); results are frozen dataclasses whose
 JSON forms (``eksplain.serialize``) are the contract documented in docs/json.md.
@@ -45,6 +50,8 @@ from eksplain.serialize import (
     model_entry_dict,
     plan_dict,
     simulation_dict,
+    sweep_dict,
+    verification_dict,
 )
 from eksplain.spec import WorkloadSpec, load_spec, spec_from_dict, spec_schema
 from eksplain.units import parse_bytes
@@ -54,7 +61,10 @@ if TYPE_CHECKING:  # imported when first used: explain, render and simulate load
     from eksplain.render import Manifests, RenderOptions
     from eksplain.render.check import Finding
     from eksplain.sim import Trace
+    from eksplain.sim.chart import Chart
     from eksplain.sim.scenario import SimulateOptions, Simulation
+    from eksplain.sim.sweep import Sweep, SweepResult
+    from eksplain.sim.verify import Verification, VerifyOptions
 
 # Names of the use cases' types that front ends reach through the facade; their modules load
 # on first use so that every command does not pay for all of them at start-up.
@@ -63,6 +73,9 @@ _LAZY = {
     "Manifests": "eksplain.render", "RenderOptions": "eksplain.render",
     "Trace": "eksplain.sim", "SimulateOptions": "eksplain.sim.scenario",
     "Simulation": "eksplain.sim.scenario",
+    "Chart": "eksplain.sim.chart",
+    "Verification": "eksplain.sim.verify", "VerifyOptions": "eksplain.sim.verify",
+    "Sweep": "eksplain.sim.sweep", "SweepResult": "eksplain.sim.sweep",
 }
 
 
@@ -73,6 +86,7 @@ def __getattr__(name: str) -> object:
     return getattr(importlib.import_module(module), name)
 
 __all__ = [
+    "Chart",
     "Estimate",
     "EstimateRequest",
     "Explanation",
@@ -84,8 +98,13 @@ __all__ = [
     "Rendered",
     "SimulateOptions",
     "Simulation",
+    "Sweep",
+    "SweepResult",
     "Trace",
+    "Verification",
+    "VerifyOptions",
     "WorkloadSpec",
+    "chart_bytes",
     "estimate",
     "explain",
     "glossary",
@@ -94,6 +113,7 @@ __all__ = [
     "load_plan_json",
     "load_price_file",
     "load_spec",
+    "load_sweep",
     "load_trace",
     "model_entry_dict",
     "models",
@@ -102,9 +122,15 @@ __all__ = [
     "render",
     "render_stream",
     "simulate",
+    "simulation_chart",
     "simulation_dict",
     "spec_from_dict",
     "spec_schema",
+    "sweep",
+    "sweep_chart",
+    "sweep_dict",
+    "verification_dict",
+    "verify",
 ]
 
 
@@ -323,3 +349,67 @@ def load_trace(path: Path) -> Trace:
     from eksplain.sim import parse_trace
 
     return parse_trace(text.splitlines(), str(path))
+
+
+def simulation_chart(sim: Simulation) -> Chart:
+    """A simulation's timeline as a chart: load, replicas, queue, and p95 latency against the
+    SLO targets, one point a simulated minute."""
+    from eksplain.sim.chart import timeline_chart
+
+    return timeline_chart(sim)
+
+
+def chart_bytes(chart: Chart, suffix: str) -> bytes:
+    """A chart as the bytes of a ``.png`` (needs the ``chart`` extra), ``.svg`` or ``.html``
+    file; front ends write them."""
+    from eksplain.sim.chart import chart_bytes as draw
+
+    return draw(chart, suffix)
+
+
+def verify(spec: WorkloadSpec, planned: Plan, options: VerifyOptions | None = None,
+           offerings: tuple[Offering, ...] = (),
+           progress: Callable[[float], None] | None = None) -> Verification:
+    """Simulate ``planned`` (the plan of ``spec``) under the spec's traffic and check its p95
+    targets; when the choice misses them, try the next candidates in rank order (up to
+    ``options.top``). Plans that are not online serving come back ``not-applicable``.
+
+    ``progress`` hears the simulated seconds done over all candidates tried so far.
+    """
+    catalog = load_catalog()
+    if offerings:
+        catalog = dataclasses.replace(catalog, offerings=offerings + catalog.offerings)
+    from eksplain.sim.verify import VerifyOptions, verify_plan
+
+    return verify_plan(spec, planned, catalog, options or VerifyOptions(), progress)
+
+
+def load_sweep(path: Path) -> Sweep:
+    """A sweep file (YAML: ``spec`` or ``specs``, ``plans``, ``rps``, ``seeds``, ``replicas``,
+    ``duration``, ``routing``) and the specs it names; errors name the line and field."""
+    from eksplain.sim.sweep import load_sweep as read
+
+    return read(path)
+
+
+def sweep(planned: Sweep, jobs: int | None = None, ray: str | None = None,
+          progress: Callable[[int, int], None] | None = None) -> SweepResult:
+    """Run every scenario of a sweep: on ``jobs`` local processes (default: one per CPU), or on
+    the Ray cluster at ``ray`` (``"local"`` starts one here). Rows come back in the sweep's
+    order, so the result does not depend on where they ran. ``progress`` hears (done, all)."""
+    import os
+
+    from eksplain.sim.sweep import RUNNERS, run_sweep
+
+    workers = jobs if jobs is not None else os.cpu_count() or 1
+    if workers < 1:
+        raise InputError("--jobs must be at least 1.")
+    runner = RUNNERS["ray"](ray, workers) if ray else RUNNERS["processes"]("", workers)
+    return run_sweep(planned, runner, load_catalog(), progress)
+
+
+def sweep_chart(result: SweepResult) -> Chart:
+    """A sweep against traffic, a line a plan: p99 TTFT and TPOT, SLO attainment, cost."""
+    from eksplain.sim.chart import sweep_chart as draw
+
+    return draw(result)

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from eksplain.search.plan import Candidate, Plan
     from eksplain.sim.metrics import LatencySummary
     from eksplain.sim.scenario import Simulation
+    from eksplain.sim.sweep import SweepResult
+    from eksplain.sim.verify import Verification
     from eksplain.spec import WorkloadSpec
 
 # Version of the plan JSON that `eksplain render PLAN.json` reads; raise it when keys change.
@@ -29,6 +31,8 @@ __all__ = [
     "model_entry_dict",
     "plan_dict",
     "simulation_dict",
+    "sweep_dict",
+    "verification_dict",
 ]
 
 
@@ -198,9 +202,10 @@ def _extra(value: object) -> object:
 
 
 def plan_dict(p: Plan, top: int | None = None, spec: WorkloadSpec | None = None,
-              ) -> dict[str, Any]:
+              verification: Verification | None = None) -> dict[str, Any]:
     """A plan's JSON; with ``spec``, also the spec it answers and the eksplain version, so that
-    ``eksplain render PLAN.json`` can rebuild and check it."""
+    ``eksplain render PLAN.json`` can rebuild and check it; with ``verification`` (``plan
+    --verify``), its ``verification`` section."""
     alternatives = p.alternatives[:top] if top is not None else p.alternatives
     head: dict[str, Any] = {}
     if spec is not None:
@@ -217,6 +222,59 @@ def plan_dict(p: Plan, top: int | None = None, spec: WorkloadSpec | None = None,
                         "gap": _round(r.gap, 4)} for r in p.rejections],
         "evaluated": p.evaluated,
         **{key: _extra(value) for key, value in p.extras},
+        **({"verification": verification_dict(verification)} if verification else {}),
+    }
+
+
+def verification_dict(v: Verification) -> dict[str, Any]:
+    """``plan --verify``: the verdict, the simulated scenario, and each candidate tried."""
+    return {
+        "status": v.status,
+        "reason": v.reason,
+        "verified": v.verified,
+        "duration_s": _round(v.duration_s, 3),
+        "seed": v.seed,
+        "traffic": v.traffic or None,
+        "attainment_required": v.attainment_required,
+        "candidates": [{
+            "label": c.label, "rank": c.rank, "replicas": c.replicas, "passed": c.passed,
+            "requests": {"arrived": c.arrived, "completed": c.completed,
+                         "in_flight": c.in_flight},
+            "stopped": c.stopped or None,
+            "slos": [{"metric": s.metric, "target_p95_s": _round(s.target_s),
+                      "attainment": _round(s.attainment, 4), "held": s.held,
+                      "latency": _latency(s.latency)} for s in c.slos],
+        } for c in v.checks],
+    }
+
+
+def _percentiles(values: tuple[float, float, float]) -> dict[str, float | None]:
+    return {"p50_s": _round(values[0]), "p90_s": _round(values[1]), "p99_s": _round(values[2])}
+
+
+def sweep_dict(result: SweepResult) -> dict[str, Any]:
+    """``simulate --sweep``: one row per scenario, in the sweep's order (the same bytes
+    however many processes ran it)."""
+    return {
+        "sweep": result.path,
+        "duration_s": _round(result.duration_s, 3),
+        "routing": result.routing,
+        "scenarios": len(result.rows),
+        "rows": [{
+            "spec": r.spec, "plan": r.plan, "rank": r.rank, "replicas": r.replicas,
+            "rps": r.rps, "seed": r.seed, "simulated_s": _round(r.simulated_s, 3),
+            "requests": {"arrived": r.arrived, "completed": r.completed, "failed": r.failed,
+                         "in_flight": r.in_flight},
+            "throughput": {"requests_per_s": _round(r.requests_per_s, 4),
+                           "output_tokens_per_s": _round(r.output_tokens_per_s, 2)},
+            "ttft": _percentiles(r.ttft), "tpot": _percentiles(r.tpot),
+            "e2e": _percentiles(r.e2e),
+            "slo_targets_p95_s": {m: _round(t) for m, t in r.targets},
+            "slo_attainment": {m: _round(v, 4) for m, v in r.attainment},
+            "usd_per_hour": _round(r.usd_per_hour, 4),
+            "usd_per_million_output_tokens": _round(r.usd_per_million_output_tokens, 4),
+            "stopped": r.stopped or None,
+        } for r in result.rows],
     }
 
 

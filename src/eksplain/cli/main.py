@@ -176,6 +176,12 @@ def plan(
         "--explain", help="Show every decision's terms and every rejected candidate.")] = False,
     price_file: Annotated[Path | None, typer.Option(help="CSV of your own prices.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Simulate the choice under the spec's traffic and check its p95 "
+                         "targets; fall back to the next of the top candidates when they "
+                         "miss.")] = False,
+    verify_duration: Annotated[str, typer.Option(
+        help="Simulated time for --verify, e.g. 1h or 15m.")] = "1h",
 ) -> None:
     """The cheapest configuration that meets a workload spec, with alternatives and reasons."""
 
@@ -197,14 +203,42 @@ def plan(
         return workload, api.plan(workload, offerings)
 
     workload, result = _call(call)
+    checked = _verify(workload, result, top, verify_duration, price_file) if verify else None
     if json_output:
-        _print_json(api.plan_dict(result, None if explain else top, workload))
+        _print_json(api.plan_dict(result, None if explain else top, workload, checked))
         return
     from eksplain.cli.format import plan_lines
 
     console = _console()
     for line in plan_lines(result, top, explain):
         console.print(line)
+    _print_verification(console, checked)
+
+
+def _print_verification(console: Console, checked: api.Verification | None) -> None:
+    if checked is None:
+        return
+    from eksplain.cli.format_verify import verification_lines
+
+    for line in verification_lines(checked):
+        console.print(line)
+
+
+def _verify(workload: api.WorkloadSpec, planned: api.Plan, top: int, duration: str,
+            price_file: Path | None) -> api.Verification:
+    """``plan --verify``: the facade's verification, with a progress bar on a terminal."""
+    seconds = _call(lambda: parse_duration(duration))
+    progress = _SimProgress(seconds * (1 + top))
+
+    def call() -> api.Verification:
+        offerings = api.load_price_file(price_file) if price_file else ()
+        return api.verify(workload, planned, api.VerifyOptions(duration_s=seconds, top=top),
+                          offerings, progress)
+
+    try:
+        return _call(call)
+    finally:
+        progress.close()
 
 
 @app.command()
@@ -384,9 +418,25 @@ class _SimProgress:
             self._bar.stop()
 
 
+def _write_chart(path: Path, build: Callable[[], api.Chart]) -> None:
+    """Draw a chart to ``path`` (its suffix picks the format); say where on stderr, so that
+    ``--json`` output on stdout stays clean."""
+
+    def draw() -> bytes:
+        return api.chart_bytes(build(), path.suffix)
+
+    data = _call(draw)
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        _fail(f"Cannot write the chart {path}: {exc.strerror}.")
+    Console(stderr=True, highlight=False).print(f"chart written to {path}", markup=False)
+
+
 @app.command()
 def simulate(
-    spec: Annotated[Path, typer.Argument(help="Workload spec (YAML) of a serving workload.")],
+    spec: Annotated[Path | None, typer.Argument(
+        help="Workload spec (YAML) of a serving workload.")] = None,
     duration: Annotated[str, typer.Option(help="Simulated time, e.g. 1h or 30m.")] = "1h",
     trace: Annotated[Path | None, typer.Option(
         help="CSV trace (timestamp_s, input_tokens, output_tokens) to replay.")] = None,
@@ -397,9 +447,25 @@ def simulate(
     routing: Annotated[str, typer.Option(
         help="round-robin, least-outstanding or central-queue.")] = "least-outstanding",
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    chart: Annotated[Path | None, typer.Option(
+        help="Also draw load, replicas, queue and latency over time to this file (.png, .svg "
+             "or .html).")] = None,
+    sweep: Annotated[Path | None, typer.Option(
+        help="Run the scenarios of this sweep file (YAML) instead of one spec.")] = None,
+    jobs: Annotated[int | None, typer.Option(
+        help="Local processes for --sweep (default: one per CPU).")] = None,
+    ray: Annotated[str | None, typer.Option(
+        help="Run --sweep on the Ray cluster at this address (local: start one here).")] = None,
 ) -> None:
     """Simulate the plan's choice under the spec's traffic: latency percentiles, SLO
     attainment, queue over time (a fixed number of replicas; no autoscaling yet)."""
+    if sweep is not None:
+        _simulate_sweep(sweep, jobs, ray, json_output, chart)
+        return
+    if spec is None:
+        _fail("Give a spec file, or --sweep FILE. (eksplain simulate "
+              "examples/chat-llama-3.1-8b.yaml)")
+        return
     seconds = _call(lambda: parse_duration(duration))
     progress = _SimProgress(seconds)
 
@@ -417,6 +483,8 @@ def simulate(
         result = _call(call)
     finally:
         progress.close()
+    if chart is not None:
+        _write_chart(chart, lambda: api.simulation_chart(result))
     if json_output:
         _print_json(api.simulation_dict(result))
         return
@@ -424,6 +492,55 @@ def simulate(
 
     console = _console()
     for line in simulation_lines(result):
+        console.print(line)
+
+
+class _SweepProgress:
+    """Scenarios done, on stderr: a bar on a terminal, else a line every tenth of the sweep
+    (so a long sweep in CI shows it is alive)."""
+
+    def __init__(self) -> None:
+        from rich.progress import Progress
+
+        self._console = Console(stderr=True, highlight=False)
+        self._bar = Progress(console=self._console, transient=True)
+        self._task: Any = None
+        self._said = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._console.is_terminal:
+            step = max(total // 10, 1)
+            if done // step > self._said or done == total:
+                self._said = done // step
+                self._console.print(f"sweep: {done}/{total} scenarios done", markup=False)
+            return
+        if self._task is None:
+            self._bar.start()
+            self._task = self._bar.add_task("simulating", total=total)
+        self._bar.update(self._task, completed=done)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._bar.stop()
+
+
+def _simulate_sweep(path: Path, jobs: int | None, ray: str | None, json_output: bool,
+                    chart: Path | None) -> None:
+    """``simulate --sweep``: every scenario of the file, then one table, JSON and chart."""
+    progress = _SweepProgress()
+    try:
+        result = _call(lambda: api.sweep(api.load_sweep(path), jobs, ray, progress))
+    finally:
+        progress.close()
+    if chart is not None:
+        _write_chart(chart, lambda: api.sweep_chart(result))
+    if json_output:
+        _print_json(api.sweep_dict(result))
+        return
+    from eksplain.cli.format_sweep import sweep_lines
+
+    console = _console()
+    for line in sweep_lines(result):
         console.print(line)
 
 

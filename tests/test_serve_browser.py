@@ -79,7 +79,8 @@ def test_plan_charts_glossary_and_manifests(page: Page) -> None:
     page.fill("#model", "meta-llama/Llama-3.1-8B-Instruct")
     expect(page.locator("#model-note")).to_contain_text("32 layers")
     page.select_option("#duration", "10m")
-    page.click("#submit")
+    page.focus("#submit")  # by keyboard, as a person without a mouse would
+    page.keyboard.press("Enter")
     expect(page.locator("#summary")).to_contain_text("meta-llama/Llama-3.1-8B-Instruct",
                                                      timeout=20_000)
     expect(page.locator("#bill")).to_contain_text("Per month")
@@ -108,6 +109,17 @@ def test_plan_charts_glossary_and_manifests(page: Page) -> None:
     assert download.suggested_filename.endswith("-manifests.zip")
     names = zipfile.ZipFile(io.BytesIO(Path(download.path()).read_bytes())).namelist()
     assert any(n.endswith("kustomization.yaml") for n in names)
+
+
+def test_results_fit_a_phone(page: Page) -> None:
+    # the results of the first test, redrawn at a phone's width: nothing wider than the screen
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)  # the charts redraw after a resize settles
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    width = page.locator("#pareto-chart svg").get_attribute("width")
+    assert width is not None
+    assert int(width) <= 390
+    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def test_errors_show_next_to_their_field(page: Page) -> None:

@@ -5,7 +5,8 @@ error (5xx), carry a documented status and content type, match the documented sc
 invalid requests must be refused. A random string is almost never a catalogue model, glossary
 term or accelerator, so most examples get a real one instead (chosen from the generated string,
 so runs repeat): the fuzzing reaches planning, rendering and simulation, not only the name
-checks. Examples are bounded so the file runs in well under a minute on two cores.
+checks; likewise for simulated durations. Examples are bounded so the file runs in well under
+a minute on two cores.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ CHECKS = [schemathesis.checks.not_a_server_error, status_code_conformance,
           content_type_conformance, response_schema_conformance]
 MODELS = sorted(e.model.id for e in api.models())
 TERMS = sorted(e.key for e in api.glossary())
+DURATIONS = ["1m", "2m", "90s", "5m"]
 HARDWARE = ["h100", "l40s", "a10g", "trainium2", "inferentia2", "p5.48xlarge", "g6e.xlarge"]
 
 
@@ -61,6 +63,8 @@ def _realistic(case: schemathesis.Case) -> None:
                 body[key] = _real(body[key], names)
     if case.path_parameters and isinstance(case.path_parameters.get("term"), str):
         case.path_parameters["term"] = _real(case.path_parameters["term"], TERMS)
+    if case.query and isinstance(case.query.get("duration"), str):
+        case.query["duration"] = _real(case.query["duration"], DURATIONS)
 
 
 @schema.parametrize()

@@ -135,6 +135,11 @@ function showForTask() {
     for (const node of document.querySelectorAll("." + cls)) node.hidden = !visible;
   }
   if (t === "pre-training") $("method").closest(".field").hidden = true;
+  for (const set of document.querySelectorAll("#spec-form fieldset")) {
+    const fields = [...set.querySelectorAll(".field")];
+    const gone = (f) => f.hidden || (f.parentElement.classList.contains("row") && f.parentElement.hidden);
+    if (set.classList.length === 0) set.hidden = fields.every(gone);
+  }
 }
 
 function clearErrors() {
@@ -307,6 +312,9 @@ async function download() {
 // ---------- the plan ----------
 
 function costOf(c) { return c.usd_per_month ?? c.usd_total; }
+function latencyName(t) {
+  return { inference: "time per output token", embedding: "time per batch" }[t] || "time to finish";
+}
 function costLabel(plan) {
   return plan.choice && plan.choice.usd_per_month !== null ? "$ a month" : "$ in total";
 }
@@ -320,20 +328,24 @@ function showPlan(plan) {
     el("strong", {}, c.label), ` for ${plan.model} (${plan.task}): `,
     `${c.nodes} node${c.nodes === 1 ? "" : "s"} of ${c.instance_type}, ${c.devices} × ${c.accelerator}`,
     `, ${c.weight_format} weights. ${plan.evaluated} configurations evaluated, ` +
-    `${plan.alternatives.length} meet the spec, ${rejected} rejected.`);
+    `${plan.alternatives.length + 1} meet the spec (the choice and its alternatives), ` +
+    `${rejected} rejected.`);
   const rows = [
     ["Per month", usd(c.usd_per_month)], ["Per hour at the peak", usd(c.usd_per_hour)],
     ["Total", usd(c.usd_total)],
-    [plan.task === "inference" ? "Time per output token" : "Time", seconds(c.latency_s)],
+    [latencyName(plan.task).replace(/^./, (ch) => ch.toUpperCase()), seconds(c.latency_s)],
     ["Time to first token", seconds(c.ttft_s)],
     ["Memory per device", `${gib(c.memory_bytes_per_device)} of ${gib(c.capacity_bytes_per_device)}`],
   ];
   if (plan.autoscaling) {
-    rows.push(["Replicas", `${plan.autoscaling.min_replicas}–${plan.autoscaling.max_replicas}`]);
+    const { min_replicas: lo, max_replicas: hi } = plan.autoscaling;
+    rows.push(["Replicas", lo === hi ? String(lo) : `${lo}–${hi}`]);
   }
   if (plan.cold_start) rows.push(["Cold start (known parts)", seconds(plan.cold_start.total_known_s)]);
   $("bill").replaceChildren(...rows.filter(([, v]) => v !== "–").map(([k, v]) =>
     el("div", {}, el("dt", {}, k), el("dd", {}, v))));
+  $("pareto-title").textContent = plan.task === "inference" || plan.task === "embedding" ?
+    "Cost vs latency" : "Cost vs time";
   $("decisions").replaceChildren(...plan.decisions.map((d) => el("li", {}, d.text, " ",
     el("span", { class: "terms" }, d.terms.map((t) => termLink(t))))));
   showAlternatives(plan, 10);
@@ -407,7 +419,8 @@ function chartBox(container, height) {
 
 function paretoChart(plan) {
   const box = $("pareto-chart");
-  const points = plan.alternatives.filter((c) => costOf(c) !== null && c.latency_s !== null);
+  const everyone = [plan.choice, ...plan.alternatives.filter((c) => c.label !== plan.choice.label)];
+  const points = everyone.filter((c) => costOf(c) !== null && c.latency_s !== null);
   if (!points.length) { box.replaceChildren(el("p", {}, "No priced alternatives.")); return; }
   const height = 300;
   const root = chartBox(box, height);
@@ -415,7 +428,7 @@ function paretoChart(plan) {
   const m = { left: 64, right: 16, top: 12, bottom: 44 };
   const x = scale(points.map((c) => c.latency_s), m.left, width - m.right);
   const y = scale(points.map(costOf), height - m.bottom, m.top);
-  const xLabel = plan.task === "inference" ? "time per output token" : "time to finish";
+  const xLabel = latencyName(plan.task);
   root.setAttribute("aria-label", `Cost against ${xLabel} for ${points.length} configurations; ` +
     `the choice, ${plan.choice.label}, is highlighted`);
   axes(root, x, y, { m, width, height, xFormat: seconds, yFormat: usd, xLabel,
@@ -465,9 +478,12 @@ function axes(root, x, y, o) {
     transform: `rotate(-90 12 ${m.top + 2})`, "text-anchor": "end" }, o.yLabel));
 }
 
-const MEMORY_PARTS = [
-  ["weights", "weights"], ["rest", "KV cache, activations, overhead"], ["free", "free"],
-];
+function memoryParts(plan) {
+  const split = plan.choice.details.weights_bytes !== undefined;
+  return [["weights", "weights"],
+    ["rest", split ? "KV cache, activations, overhead" : "in use (weights, gradients, optimizer, activations)"],
+    ["free", "free"]];
+}
 
 function memoryChart(plan) {
   const box = $("memory-chart");
@@ -485,7 +501,8 @@ function memoryChart(plan) {
     "is left, for the choice and the cheapest alternatives");
   let legendX = m.left;
   let legendY = 4;
-  for (const [key, label] of MEMORY_PARTS) {
+  const PARTS = memoryParts(plan);
+  for (const [key, label] of PARTS.filter(([k]) => k !== "weights" || PARTS[1][1].startsWith("KV"))) {
     const w = 28 + label.length * 6.2;
     if (legendX + w > width) { legendX = m.left; legendY += 16; }
     root.append(svg("rect", { x: legendX, y: legendY, width: 12, height: 12, class: "mem-" + key }),
@@ -502,7 +519,7 @@ function memoryChart(plan) {
       (c === plan.choice ? "choice: " : "") +
       `${c.label}: ${num(used / GIB)} of ${gib(c.capacity_bytes_per_device)}`));
     let start = 0;
-    for (const [key, label] of MEMORY_PARTS) {
+    for (const [key, label] of PARTS) {
       const size = parts[key];
       if (size <= 0) continue;
       root.append(svg("rect", { x: x(start), y: top + 16, width: Math.max(x(start + size) - x(start), 1),
@@ -520,7 +537,7 @@ function memoryChart(plan) {
 }
 
 const SERIES_NAMES = {
-  completed: "completed requests per minute (load)", waiting: "queue: requests waiting",
+  completed: "requests completed per minute", waiting: "queue: requests waiting",
   running: "requests running", replicas: "replicas",
 };
 
@@ -546,15 +563,17 @@ function simChart(sim) {
     const y = (v) => top + panel - 10 - v / most * (panel - 26);
     const line = rows.map((r) => `${x(r.minute)},${y(r[key])}`).join(" ");
     root.append(svg("text", { x: m.left, y: top + 10, class: "bar-label" },
-      `${SERIES_NAMES[key] || key.replaceAll("_", " ")} (max ${num(most)})`),
+      SERIES_NAMES[key] || key.replaceAll("_", " ")),
     svg("line", { x1: m.left, x2: width - m.right, y1: y(0), y2: y(0), class: "grid" }),
     svg("text", { x: m.left - 6, y: y(most) + 4, "text-anchor": "end", class: "tick" }, num(most)),
     svg("text", { x: m.left - 6, y: y(0) + 4, "text-anchor": "end", class: "tick" }, "0"),
     svg("polyline", { points: rows.length > 1 ? line : `${m.left},${y(values[0])} ${width - m.right},${y(values[0])}`,
       class: "series series-" + (i % 4) }));
   });
+  let previous = -Infinity;
   for (const t of niceTicks(1, last, 6)) {
-    if (t < 1 || t > last) continue;
+    if (t < 1 || t > last || x(t) - previous < 56) continue;
+    previous = x(t);
     const anchor = x(t) > width - 40 ? "end" : "middle";
     root.append(svg("text", { x: x(t), y: height - 8, "text-anchor": anchor, class: "tick" }, `${t} min`));
   }

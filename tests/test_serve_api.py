@@ -181,6 +181,16 @@ def test_simulation_time_limit() -> None:
     assert fields(body) == ["query.duration"]
 
 
+def test_simulations_at_once_are_limited() -> None:
+    with TestClient(create_app(Limits(simulations=0))) as c:
+        body = problem(c.post("/v1/simulate", json=CHAT, params={"duration": "1m"}), 429)
+    assert "retry" in body["hint"]
+    with TestClient(create_app(Limits(simulations=1))) as c:  # a finished run frees its slot
+        for _ in range(2):
+            response = c.post("/v1/simulate", json=CHAT, params={"duration": "1m"})
+            assert response.status_code == 200, response.text
+
+
 # ---- bad input ----
 
 def test_malformed_json_is_400(client: TestClient) -> None:

@@ -7,6 +7,7 @@ same ``/v1`` API any other client calls.
 
 from __future__ import annotations
 
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def create_app(limits: Limits | None = None) -> FastAPI:
     app = FastAPI(title="eksplain", version=__version__, description=DESCRIPTION,
                   docs_url=None, redoc_url=None)  # their pages load scripts from a CDN
     app.state.limits = limits
+    app.state.simulation_slots = threading.BoundedSemaphore(limits.simulations)
     install_handlers(app)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -34,7 +34,8 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 _log = logging.getLogger("eksplain.serve")
 
 _TITLES = {400: "Malformed request", 404: "Not found", 405: "Method not allowed",
-           413: "Request body too large", 422: "Invalid request", 500: "Internal error"}
+           413: "Request body too large", 422: "Invalid request", 429: "Too many requests",
+           500: "Internal error"}
 
 
 class FieldError(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import zipfile
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -41,6 +42,7 @@ class Limits:
     body_bytes: int = 1 << 20
     simulation_s: float = 20.0  # wall-clock seconds a simulation may compute
     simulated_s: float = 86_400.0  # longest simulated time a request may ask for
+    simulations: int = 2  # simulations computing at once; more are refused with 429
 
 
 router = APIRouter()
@@ -155,12 +157,26 @@ def simulation_json(sim: api.Simulation) -> JSON:
     return api.simulation_dict(sim)
 
 
-def _simulate(spec: api.WorkloadSpec, options: api.SimulateOptions, limit_s: float) -> JSON:
+@dataclass(frozen=True)
+class _Slot:
+    """One of the server's simulation slots, held by the worker thread that runs in it."""
+
+    slots: threading.BoundedSemaphore
+    started: threading.Event
+
+
+def _simulate(spec: api.WorkloadSpec, options: api.SimulateOptions, limit_s: float,
+              slot: _Slot) -> JSON:
+    """The worker thread: it holds its slot until it stops, even when the route stopped
+    waiting for it."""
+    slot.started.set()
     deadline = Deadline(limit_s)
     try:
         return simulation_json(api.simulate(spec, options, progress=deadline.check))
     except DeadlineExceededError:
         raise _too_long(limit_s) from None
+    finally:
+        slot.slots.release()
 
 
 def _too_long(limit_s: float) -> ProblemError:
@@ -170,7 +186,8 @@ def _too_long(limit_s: float) -> ProblemError:
                         ("query", "duration"))
 
 
-@router.post("/v1/simulate", tags=["simulate"], responses=_BAD)
+@router.post("/v1/simulate", tags=["simulate"],
+             responses={**_BAD, **problem_responses(429)})
 async def simulate(
     request: Request,
     spec: Spec,
@@ -189,13 +206,24 @@ async def simulate(
     seconds = _duration(duration, limits.simulated_s)
     options = api.SimulateOptions(duration_s=seconds, seed=seed, replicas=replicas,
                                   routing=routing)
+    slots: threading.BoundedSemaphore = request.app.state.simulation_slots
+    if not slots.acquire(blocking=False):
+        raise ProblemError(429, f"{limits.simulations} simulations are already running on this "
+                           "server.", "retry in a few seconds")
+    slot = _Slot(slots, threading.Event())
     try:
-        # the worker stops itself at the deadline; the grace covers planning and the last minute
+        # The worker checks the deadline once a simulated minute and stops itself; the route
+        # stops waiting a little later (planning, and the minute in progress, come first).
         return await asyncio.wait_for(
-            run_in_threadpool(_simulate, spec, options, limits.simulation_s),
+            run_in_threadpool(_simulate, spec, options, limits.simulation_s, slot),
             limits.simulation_s + 5.0)
     except TimeoutError:
         raise _too_long(limits.simulation_s) from None
+    finally:
+        # A thread that started runs to its end and frees the slot itself (a thread cannot be
+        # cancelled); one that never got a thread must not keep it.
+        if not slot.started.is_set():
+            slots.release()
 
 
 def _duration(text: str, most_s: float) -> float:

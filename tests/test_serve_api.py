@@ -345,3 +345,14 @@ def test_the_cli_starts_without_the_web_stack() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_serve_without_the_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from eksplain.cli.main import app
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `eksplain[serve]` were missing
+    result = CliRunner().invoke(app, ["serve", "--port", "0"])
+    assert result.exit_code == 2
+    assert "pip install 'eksplain[serve]'" in result.output

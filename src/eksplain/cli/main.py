@@ -439,7 +439,7 @@ def serve(
 
         import eksplain.serve  # noqa: F401  (fails here, with the hint, when the extra is missing)
     except ImportError as exc:
-        _fail(f"eksplain serve needs {exc.name}: pip install 'eksplain[serve]'")
+        _fail(f"eksplain serve needs {exc.name}: pip install 'eksplain\\[serve]'")  # \[: not markup
     uvicorn.run("eksplain.serve:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level="info")
 

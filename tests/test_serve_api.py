@@ -266,7 +266,9 @@ def test_body_limit_is_configurable() -> None:
 
 def test_unknown_route_and_method_are_problems(client: TestClient) -> None:
     problem(client.get("/v1/nothing"), 404)
-    problem(client.get("/v1/plan"), 405)
+    response = client.get("/v1/plan")
+    problem(response, 405)
+    assert response.headers["allow"] == "POST"
 
 
 def test_a_bug_is_500_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:

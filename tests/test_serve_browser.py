@@ -15,6 +15,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,37 +38,48 @@ def _free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    port: int
+    proc: subprocess.Popen[str]
+
+    def wait(self) -> None:
+        """Until the server accepts connections (it starts while the browser does)."""
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.proc.kill()
+                    pytest.fail(f"eksplain serve did not start: {self.proc.communicate()[1]}")
+                time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+def server() -> Iterator[Server]:
     port = _free_port()
     eksplain = Path(sys.executable).with_name("eksplain")
     proc = subprocess.Popen([str(eksplain), "serve", "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    pytest.fail(f"eksplain serve did not start: {proc.communicate()[1]}")
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield Server(f"http://127.0.0.1:{port}", port, proc)
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
 
 
 @pytest.fixture(scope="module")
-def page(server: str) -> Iterator[Page]:
+def page(server: Server) -> Iterator[Page]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(server + "/")
+        server.wait()
+        page.goto(server.url + "/")
         yield page
         browser.close()
         assert not errors, errors

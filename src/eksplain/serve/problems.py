@@ -118,7 +118,9 @@ def _problem(_: Request, exc: Exception) -> JSONResponse:
 
 def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return problem_response(exc.status_code, str(exc.detail))
+    response = problem_response(exc.status_code, str(exc.detail))
+    response.headers.update(exc.headers or {})  # 405 says which methods are allowed
+    return response
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:

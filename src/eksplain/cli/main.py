@@ -544,6 +544,26 @@ def _simulate_sweep(path: Path, jobs: int | None, ray: str | None, json_output: 
         console.print(line)
 
 
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes it to the "
+                                           "network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Server processes (one per CPU core serves the most requests).")] = 1,
+) -> None:
+    """Serve the HTTP API (/v1, OpenAPI at /openapi.json) and the web page (/)."""
+    try:  # imported here: the CLI's other commands start without the web stack
+        import uvicorn
+
+        import eksplain.serve  # noqa: F401  (fails here, with the hint, when the extra is missing)
+    except ImportError as exc:
+        _fail(f"eksplain serve needs {exc.name}: pip install 'eksplain\\[serve]'")  # \[: not markup
+    uvicorn.run("eksplain.serve:create_app", factory=True, host=host, port=port,
+                workers=workers, log_level="info")
+
+
 def run() -> None:
     """Console-script entry point."""
     app()

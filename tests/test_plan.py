@@ -457,3 +457,28 @@ def test_spot_training_counts_the_expected_interruptions() -> None:
     else:
         assert restart >= 300 + float(provisioning or 0)
         assert "and node provisioning" in text
+
+
+@pytest.mark.parametrize(("section", "field", "value"), [
+    ("traffic", "rps", 1e308), ("traffic", "rps", math.inf), ("data", "epochs", 1e308),
+    ("traffic", "peak_to_mean", 1e308), ("tokens", "input_mean", 10**30),
+])
+def test_absurd_sizes_are_refused_by_the_spec_not_overflowed(section: str, field: str,
+                                                             value: float) -> None:
+    # Found by fuzzing the HTTP API: these overflowed the planner's arithmetic into a 500.
+    with pytest.raises(InputError) as err:
+        spec_from_dict({"model": "meta-llama/Llama-3.1-8B", "task": "pre-training",
+                        section: {field: value}})
+    assert f"{section}.{field}" in err.value.message
+
+
+def test_a_serving_choice_reports_the_memory_of_its_whole_batch() -> None:
+    plan = api.plan(load_spec(ROOT / "examples" / "chat-llama-3.1-8b.yaml"))
+    c = plan.choice
+    batch = int(c.detail("batch") or 0)
+    context = 2048 + 512  # the example's p95 prompt + p95 output
+    kv = int(c.detail("kv_bytes_per_token") or 0) * context * batch
+    weights = int(c.detail("weights_bytes") or 0)
+    assert batch > 1
+    # weights + the batch's KV cache, plus activations and overhead, within the device
+    assert weights + kv < c.memory_bytes <= c.capacity_bytes

@@ -241,6 +241,8 @@ def kv_bytes_for_sequence(
         return 0
     per_layer = _kv_bytes_per_token_per_layer(arch, kv_bits, par.tp)
     stage = max(stage_layers(arch.num_layers, par.pp), key=len)
+    if not arch.layer_windows:  # full attention everywhere: every layer keeps every token
+        return round(len(stage) * seq_len * per_layer)
     tokens = sum(min(seq_len, arch.window(i) or seq_len) for i in stage)
     return round(tokens * per_layer)
 

@@ -28,6 +28,14 @@ __all__ = ["WorkloadSpec", "load_spec", "spec_from_dict", "spec_schema"]
 Task = Literal["inference", "batch-inference", "embedding", "fine-tuning", "pre-training"]
 SERVING_TASKS = ("inference", "batch-inference", "embedding")
 HOURS_PER_DAY = 24  # the daily traffic pattern is hourly
+# Upper bounds far beyond any real workload, so that absurd values get a clear error instead of
+# overflowing the arithmetic (found by fuzzing the HTTP API): a 10M-token context, a million
+# requests/s, 10^16 training tokens (a hundred times today's largest published runs), 10^4 epochs.
+MAX_TOKENS = 10_000_000
+MAX_RPS = 1e6
+MAX_PEAK_TO_MEAN = 1_000.0
+MAX_DATA_TOKENS = 10**16
+MAX_EPOCHS = 10_000.0
 
 
 class _Strict(BaseModel):
@@ -37,11 +45,13 @@ class _Strict(BaseModel):
 class Tokens(_Strict):
     """Tokens per request (serving) or per sample (training)."""
 
-    input_mean: int = Field(default=512, ge=1)
-    input_p95: int | None = Field(default=None, ge=1, description="default: 2 x mean")
-    output_mean: int = Field(default=256, ge=0)
-    output_p95: int | None = Field(default=None, ge=0, description="default: 2 x mean")
-    max_context: int | None = Field(default=None, ge=1,
+    input_mean: int = Field(default=512, ge=1, le=MAX_TOKENS)
+    input_p95: int | None = Field(default=None, ge=1, le=MAX_TOKENS,
+                                  description="default: 2 x mean")
+    output_mean: int = Field(default=256, ge=0, le=MAX_TOKENS)
+    output_p95: int | None = Field(default=None, ge=0, le=MAX_TOKENS,
+                                   description="default: 2 x mean")
+    max_context: int | None = Field(default=None, ge=1, le=MAX_TOKENS,
                                     description="default: input_p95 + output_p95")
 
     @property
@@ -58,9 +68,10 @@ class Tokens(_Strict):
 
 
 class Traffic(_Strict):
-    rps: float = Field(default=1.0, gt=0, description="mean requests per second")
-    peak_to_mean: float = Field(default=2.0, ge=1, description="peak over mean requests/s; "
-                                "at most 24 for a daily pattern")
+    rps: float = Field(default=1.0, gt=0, le=MAX_RPS, description="mean requests per second")
+    peak_to_mean: float = Field(default=2.0, ge=1, le=MAX_PEAK_TO_MEAN,
+                                description="peak over mean requests/s; at most 24 for a daily "
+                                "pattern")
     pattern: Literal["flat", "daily"] = "daily"
     trace: str | None = Field(default=None, description="CSV trace (used by simulate)")
 
@@ -97,9 +108,9 @@ class Slo(_Strict):
 
 
 class Data(_Strict):
-    tokens: int | None = Field(default=None, description="e.g. 300B")
-    samples: int | None = Field(default=None, ge=1)
-    epochs: float = Field(default=1.0, gt=0)
+    tokens: int | None = Field(default=None, ge=1, le=MAX_DATA_TOKENS, description="e.g. 300B")
+    samples: int | None = Field(default=None, ge=1, le=MAX_DATA_TOKENS)
+    epochs: float = Field(default=1.0, gt=0, le=MAX_EPOCHS)
 
     @field_validator("tokens", "samples", mode="before")
     @classmethod

@@ -263,6 +263,10 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
         ("replicas_peak", size.replicas_peak), ("nodes_peak", size.nodes_peak),
     ]
     tpot = p95.speed.serving.tpot_s if p95.speed.serving else speed.tpot_s
+    # Memory in use at the operating point: the p95 estimate holds one p95-length sequence;
+    # the plan's batch holds ``batch`` of them (the KV pool was sized to hold them).
+    m = p95.memory
+    in_use = m.total_bytes + (speed.batch - 1) * m.kv_cache_bytes
     cand = Candidate(
         label=label, instance_type=inst.name, accelerator=p95.choice.accelerator.id,
         nodes=size.nodes_peak, devices=tp * pp * size.replicas_peak, tp=tp, pp=pp,
@@ -270,7 +274,7 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
         usd_per_month=node_price * size.nodes_mean * HOURS_PER_MONTH, usd_total=None,
         latency_s=speed.tpot_s if spec.task != "embedding" else speed.ttft_s,
         ttft_s=p95.speed.serving.ttft_s if p95.speed.serving else None,
-        memory_bytes=p95.memory.total_bytes, capacity_bytes=p95.memory.capacity_bytes,
+        memory_bytes=in_use, capacity_bytes=m.capacity_bytes,
         details=(*details, ("tpot_p95_s", round(tpot, 6))),
     )
     return _check_limits(spec, cand)

@@ -183,7 +183,7 @@ def _apply(rule: dict[str, Any], value: Any, path: str) -> CelFailure | None:
         error = f"gave {result!r}, not a bool"
     if not error and bool(result):
         return None
-    where = path + str(rule.get("fieldPath") or "")
+    where = (path + str(rule.get("fieldPath") or "")).lstrip(".")
     return CelFailure(where, rule["rule"], _message(rule, value), error)
 
 
@@ -208,7 +208,7 @@ def _walk(value: Any, schema: dict[str, Any], path: str, schema_path: str,
           out: tuple[list[CelFailure], set[tuple[str, str, str]]]) -> None:
     failures, met = out
     for rule in schema.get("x-kubernetes-validations") or ():
-        met.add((schema_path, rule["rule"], _compile(rule["rule"]).skipped))
+        met.add((schema_path, rule["rule"], skip_reason(rule["rule"])))
         failure = _apply(rule, value, path)
         if failure is not None:
             failures.append(failure)

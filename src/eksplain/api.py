@@ -59,7 +59,7 @@ from eksplain.units import parse_bytes
 if TYPE_CHECKING:  # imported when first used: explain, render and simulate load on demand
     from eksplain.explain import Explanation, GlossaryEntry
     from eksplain.render import Manifests, RenderOptions
-    from eksplain.render.check import Finding
+    from eksplain.render.check import CelCoverage, Finding
     from eksplain.sim import Trace
     from eksplain.sim.chart import Chart
     from eksplain.sim.scenario import SimulateOptions, Simulation
@@ -181,6 +181,7 @@ class Rendered:
     findings: tuple[Finding, ...]  # empty when not checked or when valid
     checked: bool
     written: tuple[Path, ...]
+    cel: CelCoverage | None = None  # the CRD CEL rules the check met; None when not checked
 
 
 @dataclass(frozen=True)
@@ -246,17 +247,19 @@ def render(spec: WorkloadSpec, out_dir: Path | None = None, *, check: bool = Fal
                           hint="re-run `eksplain plan SPEC --json`, or render the spec itself")
     manifests = render_plan(spec, result, resolve_model(spec.model), catalog, opts)
     findings: tuple[Finding, ...] = ()
+    cel: CelCoverage | None = None
     if check:
         # imported here: the schema packages add a tenth of a second to every command's start
-        from eksplain.render.check import check_objects
+        from eksplain.render.check import check_report
 
-        findings = check_objects(manifests.objects, catalog, (opts.hf_token_secret,))
+        report = check_report(manifests.objects, catalog, (opts.hf_token_secret,))
+        findings, cel = report.findings, report.cel
     if findings:
         raise RenderError(f"{len(findings)} problem(s) in the rendered manifests:\n"
                           + "\n".join(f"  {f}" for f in findings))
     files = file_texts(manifests)
     written = write_files(files, out_dir, force) if out_dir is not None else ()
-    return Rendered(manifests, files, findings, check, written)
+    return Rendered(manifests, files, findings, check, written, cel)
 
 
 def render_stream(rendered: Rendered) -> str:

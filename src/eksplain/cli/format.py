@@ -268,6 +268,8 @@ def render_lines(r: Rendered) -> list[str]:
     lines.append("  kustomization.yaml, README.md (apply order and prerequisites)")
     if r.checked:
         lines.append(f"checked: {len(objects)} objects match their schemas and each other")
+    if r.cel is not None:
+        lines.append(escape(r.cel.summary()))
     return lines
 
 

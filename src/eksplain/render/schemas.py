@@ -6,8 +6,11 @@ Kubernetes version below. Custom resources go to the upstream CRD schemas packag
 Schema: objects that declare properties are closed, ``nullable`` admits null, defaults are
 filled in before ``required`` is checked, and the root ``metadata`` (which CRDs leave to the
 API server's ObjectMeta rules) is checked with the core schema, its namespace against the CRD's
-scope. Names are checked for RFC 1123 syntax. CEL rules (``x-kubernetes-validations``) are not
-evaluated.
+scope. Names are checked for RFC 1123 syntax. The CRDs' CEL rules (``x-kubernetes-validations``)
+are evaluated on the defaulted object as the API server does (``render.cel``); transition rules
+(``oldSelf``) are skipped, since a render only creates, and a rule that calls a function the
+evaluator lacks is reported as not evaluated. Both are counted in the rule outcomes
+``validate_object`` returns.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from typing import Any
 import jsonschema
 import kubernetes_validate  # type: ignore[import-untyped]
 
+from eksplain.render.cel import CelFailure, RuleOutcome, evaluate_rules
 from eksplain.render.context import KUBERNETES_VERSION
 
-__all__ = ["KUBERNETES_VERSION", "Finding", "validate_schema"]
-
+__all__ = ["KUBERNETES_VERSION", "Finding", "validate_object", "validate_schema"]
 
 
 @dataclass(frozen=True)
@@ -121,11 +124,23 @@ def _defaulted(instance: Any, schema: dict[str, Any]) -> Any:
     return instance
 
 
-def _validate_crd(obj: dict[str, Any], crd: _Crd) -> list[Finding]:
+def _cel_finding(obj: dict[str, Any], failure: CelFailure) -> Finding:
+    if failure.error:
+        text = (f"breaks the CRD's CEL rule `{failure.rule}` ({failure.message}): it cannot be "
+                f"evaluated on this value ({failure.error}); change the value so it can")
+    else:
+        text = (f"breaks the CRD's CEL rule `{failure.rule}`: {failure.message}; change the "
+                "field so that the rule holds")
+    return Finding(object_ref(obj), failure.path, text)
+
+
+def _validate_crd(obj: dict[str, Any], crd: _Crd) -> tuple[list[Finding], frozenset[RuleOutcome]]:
     instance = _defaulted(obj, crd.schema)
     errors = sorted(crd.validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
     found = [Finding(object_ref(obj), _dotted(e.path), f"does not match the CRD schema: "
                      f"{e.message}") for e in errors]
+    failures, outcomes = evaluate_rules(instance, crd.schema)
+    found += [_cel_finding(obj, f) for f in failures]
     meta = obj.get("metadata") or {}
     if crd.namespaced != ("namespace" in meta):
         scope = "namespaced" if crd.namespaced else "cluster-scoped"
@@ -136,7 +151,7 @@ def _validate_crd(obj: dict[str, Any], crd: _Crd) -> list[Finding]:
     # the core schema by wrapping it in a ConfigMap.
     wrapper = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
     return found + [dataclasses.replace(f, object=object_ref(obj))
-                    for f in _validate_core(wrapper)]
+                    for f in _validate_core(wrapper)], outcomes
 
 
 # RFC 1123 names, as the API server requires for these kinds' metadata.name.
@@ -170,8 +185,16 @@ def _validate_core(obj: dict[str, Any]) -> list[Finding]:
     return []
 
 
+def validate_object(obj: dict[str, Any]) -> tuple[list[Finding], frozenset[RuleOutcome]]:
+    """Schema problems of one object (CEL rules included; empty when it is valid), its name's
+    syntax, and the CRD rules it met (evaluated or why not)."""
+    crd = _crd(str(obj.get("apiVersion")), str(obj.get("kind")))
+    if crd is None:
+        return _validate_core(obj) + _check_name(obj), frozenset()
+    found, outcomes = _validate_crd(obj, crd)
+    return found + _check_name(obj), outcomes
+
+
 def validate_schema(obj: dict[str, Any]) -> list[Finding]:
     """Schema problems of one object (empty when it is valid), and its name's syntax."""
-    crd = _crd(str(obj.get("apiVersion")), str(obj.get("kind")))
-    found = _validate_crd(obj, crd) if crd is not None else _validate_core(obj)
-    return found + _check_name(obj)
+    return validate_object(obj)[0]

@@ -30,7 +30,7 @@ from eksplain.memory import ServingConfig, kv_bytes_per_token, serving_memory, w
 from eksplain.parallel import Parallelism
 from eksplain.validation.report import Case, weight_format
 
-__all__ = ["TOLERANCES", "predict"]
+__all__ = ["TOLERANCES", "predict", "static_batching"]
 
 # Targets (issue "Speed and cost"): decode TPOT and throughput median error at most 15%,
 # training step time / MFU median at most 10%; each case is held to these bands.
@@ -102,7 +102,7 @@ def _serving(case: Case, cal: Calibration) -> float:
     eff = cal.speed.serving_for(acc.architecture)
     load = (batch, prompt, output)
     q = case.quantity
-    if q == "output_tokens_per_s" and _static(case):
+    if q == "output_tokens_per_s" and static_batching(case):
         total = static_batch_tokens_per_s(model, shape, r, eff, load, par, link)
         return total / par.model_devices if case.per == "gpu" else total
     budget = cal.token_budget_for(acc.id, acc.memory_bytes, str(s.get("engine", "vllm")))
@@ -118,7 +118,7 @@ def _serving(case: Case, cal: Calibration) -> float:
     return total / par.model_devices if case.per == "gpu" else total
 
 
-def _static(case: Case) -> bool:
+def static_batching(case: Case) -> bool:
     """Whether the case ran static batching (a whole batch prefilled, then decoded together,
     no request joining until all finish), as the reference set's notes say of TensorRT-LLM
     0.9's gptSessionBenchmark tables: ``compute.static_batch_tokens_per_s`` predicts those,

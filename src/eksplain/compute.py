@@ -353,9 +353,12 @@ def _loaded_step(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
     """(output tokens/s, TPOT seconds) of a replica in steady state under continuous batching.
 
     Finished sequences are replaced, so lambda = B x prompt / output prompt tokens arrive per
-    step. The engine does not spread them evenly: vLLM's scheduler (V1 ``Scheduler.schedule``)
-    and TensorRT-LLM's in-flight batching put a waiting prompt, up to the token budget left after
-    the decodes (budget - B), into the next step. So a step carries a chunk of
+    step. The engine does not spread them evenly: vLLM's V1 scheduler (``Scheduler.schedule``,
+    vllm/v1/core/sched/scheduler.py: running requests first, each
+    ``num_new_tokens = min(num_new_tokens, token_budget)``, then waiting ones while budget is
+    left; ``long_prefill_token_threshold`` is off by default) and TensorRT-LLM's in-flight
+    batching put a waiting prompt, up to the token budget left after the decodes (budget - B),
+    into the next step. So a step carries a chunk of
     c = min(max(prompt, lambda), budget - B) tokens in a share p = lambda / c of the steps, the
     others decode only, and the mean step is E = (1 - p) S(0) + p S(c) (``engine_step_s``);
     every running sequence waits for it, so it is both the TPOT under load and B / throughput.

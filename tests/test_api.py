@@ -50,7 +50,9 @@ def test_decode_reads_only_the_window_of_sliding_layers() -> None:
     assert est.speed.serving is not None
     assert est.speed.serving.decode_bound == "memory"
     expected = (14_483_464_192 + 8 * 536_870_912) / (3350e9 * 0.75) + 0.0005  # 7.97 ms
-    assert est.speed.serving.tpot_s == pytest.approx(expected, rel=1e-9)
+    batch, _, decode_s = est.speed.serving.curve[-1]  # the decode step (TPOT adds prefill)
+    assert batch == 8
+    assert decode_s == pytest.approx(expected, rel=1e-9)
 
 
 def _step_s(**kwargs: str) -> float:
@@ -201,7 +203,8 @@ def test_decode_reads_the_kv_width_memory_caches() -> None:
                                            input_tokens=16_000, output_tokens=256))
         assert est.speed.serving is not None
         assert est.kv is not None
-        return est.speed.serving.tpot_s, est.kv.bytes_per_token
+        assert est.speed.serving.curve[-1][0] == 16
+        return est.speed.serving.curve[-1][2], est.kv.bytes_per_token  # the decode step
 
     (tpot32, kv32), (tpot16, kv16) = run("auto"), run("fp16")
     assert (kv32, kv16) == (65_536, 32_768)

@@ -11,9 +11,12 @@ from eksplain.catalog import ModelEntry, find_model, load_models
 from eksplain.comms import Link, all_gather_s, all_reduce_s
 from eksplain.compute import (
     TrainingSetup,
+    engine_step_s,
     rates,
     serving_shape,
     serving_speed,
+    static_batch_tokens_per_s,
+    step_times,
     training_flops_per_token,
     training_speed,
 )
@@ -164,15 +167,18 @@ def test_compute_bound_decode_uses_the_throughput_compute_model() -> None:
     # 128 + 64). Per device: 126 layers x (q/o 2 x 16384^2 + k/v 2 x 16384 x 1024 + MLP
     # 3 x 16384 x 53248) + LM head 128,256 x 16384 = 403,747,897,344 / 8 matrix parameters;
     # attention width 128 heads x 128 / 8 x 126 layers = 258,048. Compute at the FP8 peak
-    # 1,978.9 TFLOP/s x decode efficiency 0.45 x FP8 share 0.6 x width factor
+    # 1,978.9 TFLOP/s x decode efficiency 0.45 x FP8 share 0.4 x width factor
     # (16384 / 24576) / (4096 / 12288) = 2 (data/calibration.yaml, speed.serving.default).
+    # The pure decode step (decode tokens/s = 256 / step); TPOT under load adds prefill chunks.
     n = 126 * (2 * 16384**2 + 2 * 16384 * 1024 + 3 * 16384 * 53248) + 128_256 * 16384
     assert n == 403_747_897_344
     flops = 256 * (2 * n / 8 + 4 * 258_048 * 192)
-    compute_s = flops / (1978.9e12 * 0.45 * 0.6 * 2)
+    compute_s = flops / (1978.9e12 * 0.45 * 0.4 * 2)
     speed = _405b_fp8_tp8((256, 128, 128))
     assert speed.decode_bound == "compute"
-    assert speed.tpot_s == pytest.approx(compute_s + 0.0005, rel=1e-9)
+    assert 256 / speed.decode_tokens_per_s == pytest.approx(compute_s + 0.0005, rel=1e-9)
+    assert speed.curve[-1] == (256, speed.decode_tokens_per_s, 256 / speed.decode_tokens_per_s)
+    assert speed.tpot_s > 256 / speed.decode_tokens_per_s
 
 
 @pytest.mark.parametrize("load", [(256, 128, 128), (256, 128, 2048), (64, 2048, 2048),
@@ -301,3 +307,105 @@ def test_vision_tower_is_not_read_by_decode() -> None:
     shape = serving_shape(model, 1, 1.0, par, quantized=False)
     assert shape.tower_bytes == 2 * (63_087_104 + 808_845_312 // 8) == 328_385_536
     assert shape.encoder_params == 0.0
+
+
+# Llama-3.1-8B in bf16 on one H100 (no TP): the pieces of the loaded-step model by hand.
+def _llama_8b_h100():  # type: ignore[no-untyped-def]
+    model = find_model(ENTRIES, "meta-llama/Llama-3.1-8B").model
+    acc, par = find_accelerator(CATALOG, "h100"), Parallelism()
+    shape = serving_shape(model, weight_bytes(model, CAL.format("bf16"), par),
+                          kv_bytes_per_token(model.architecture, 16, par), par, False)
+    return model, shape, rates(acc, "bf16"), CAL.speed.serving_for(acc.architecture), par
+
+
+def test_mixed_step_runs_prompt_tokens_at_the_prefill_rate() -> None:
+    # t_comp(B, c, x) = decode FLOPs / (peak x e_decode x width factor) + prefill FLOPs /
+    # (peak x e_prefill): 1,000 prompt tokens of 1,000-token prompts add 1,000 x (2 N + 4 x
+    # attention width x 500) FLOPs at 0.6 of the 989.4 TFLOP/s bf16 peak.
+    model, shape, r, eff, _ = _llama_8b_h100()
+    _, decode = step_times(model, shape, r, eff, 64, 1500.0, (0.0, 0))
+    t_mem, mixed = step_times(model, shape, r, eff, 64, 1500.0, (1000.0, 1000))
+    flops = 1000 * (2 * shape.matrix_params + 4 * shape.attention_width * 500)
+    assert mixed - decode == pytest.approx(flops / (989.4e12 * 0.6), rel=1e-9)
+    assert t_mem == step_times(model, shape, r, eff, 64, 1500.0, (0.0, 0))[0]
+
+
+def _by_hand(load: tuple[int, int, int], budget: int) -> tuple[float, float]:
+    """(output tokens/s, TPOT) from the formula of docs/methodology.md section 7."""
+    model, shape, r, eff, par = _llama_8b_h100()
+    batch, prompt, output = load
+    ctx = prompt + output / 2
+    arrivals = batch * prompt / output
+    chunk = min(max(prompt, arrivals), budget - batch)
+    p = arrivals / chunk
+
+    def s(x: float) -> float:
+        return engine_step_s(model, shape, r, eff, (batch, ctx, x, prompt), par, None)
+
+    if p <= 1:
+        mean = (1 - p) * s(0) + p * s(chunk)
+        return batch / mean, mean
+    return batch / (p * s(chunk)), s(chunk)
+
+
+@pytest.mark.parametrize(("load", "budget"), [((64, 1024, 256), 8192), ((64, 1024, 256), 512),
+                                              ((32, 20000, 200), 8192)])
+def test_loaded_step_is_the_mean_over_chunk_steps(load: tuple[int, int, int],
+                                                   budget: int) -> None:
+    # 64 x 1,024 / 256 = 256 prompt tokens a step: whole 1,024-token prompts in a quarter of
+    # the steps (budget 8,192), or 448-token chunks in 256 / 448 of them (budget 512); 32 x
+    # 20,000 / 200 = 3,200 a step in 8,160-token chunks (budget 8,192 - 32), p = 0.39.
+    model, shape, r, eff, par = _llama_8b_h100()
+    speed = serving_speed(model, shape, r, eff, load, par, None, budget)
+    rate, tpot = _by_hand(load, budget)
+    assert speed.output_tokens_per_s == pytest.approx(rate, rel=1e-12)
+    assert speed.tpot_s == pytest.approx(tpot, rel=1e-12)
+    assert speed.tpot_s > load[0] / speed.decode_tokens_per_s  # slower than a decode step
+    assert speed.requests_per_s == pytest.approx(rate / load[2], rel=1e-12)
+
+
+def test_prefill_bound_replica_is_limited_by_its_chunks() -> None:
+    # 64 sequences of 4,000 prompt and 10 output tokens: 25,600 prompt tokens arrive a step,
+    # chunks hold 2,048 - 64 = 1,984: p = 12.9 > 1, every step carries a chunk and throughput
+    # is B / (p x S(c)).
+    model, shape, r, eff, par = _llama_8b_h100()
+    load = (64, 4000, 10)
+    speed = serving_speed(model, shape, r, eff, load, par, None, 2048)
+    chunk = engine_step_s(model, shape, r, eff, (64, 4005.0, 1984.0, 4000), par, None)
+    assert speed.tpot_s == pytest.approx(chunk, rel=1e-12)
+    assert speed.output_tokens_per_s == pytest.approx(64 / (64 * 4000 / 10 / 1984 * chunk))
+
+
+def test_one_sequence_decodes_without_interference() -> None:
+    model, shape, r, eff, par = _llama_8b_h100()
+    speed = serving_speed(model, shape, r, eff, (1, 1024, 256), par, None, 2048)
+    assert speed.tpot_s == speed.curve[0][2]
+
+
+def test_static_batch_prefills_once_then_decodes() -> None:
+    # B x output / (S(0, 0, B x prompt) + (output - 1) x S(B, ctx, 0)).
+    model, shape, r, eff, par = _llama_8b_h100()
+    first = engine_step_s(model, shape, r, eff, (0, 0.0, 256 * 128.0, 128), par, None)
+    decode = engine_step_s(model, shape, r, eff, (256, 192.0, 0.0, 0), par, None)
+    rate = static_batch_tokens_per_s(model, shape, r, eff, (256, 128, 128), par, None)
+    assert rate == pytest.approx(256 * 128 / (first + 127 * decode), rel=1e-12)
+
+
+@pytest.mark.parametrize(("accelerator", "tokens"), [
+    ("h100", 8192), ("h200", 8192), ("nvidia-a100-sxm4-80gb", 2048), ("a100", 2048),
+    ("nvidia-l40s", 2048), ("a10g", 2048), ("l4", 2048),
+])
+def test_vllm_token_budget_follows_get_batch_defaults(accelerator: str, tokens: int) -> None:
+    # vLLM V1's API server: 8,192 on devices of 70 GiB or more that are not A100s, else 2,048
+    # (EngineArgs.get_batch_defaults; data/calibration.yaml token_budgets).
+    assert CAL.token_budget(accelerator) == tokens
+
+
+def test_token_budget_rule_reads_visible_memory_and_names() -> None:
+    vllm = next(b for b in CAL.token_budgets if b.engine == "vllm")
+    gib = 1 << 30
+    assert vllm.for_device("x-gpu", 70 * gib) == 8192
+    assert vllm.for_device("x-gpu", 70 * gib - 1) == 2048
+    assert vllm.for_device("nvidia-a100-sxm4-80gb", 79 * gib) == 2048
+    assert CAL.token_budget("h100", "trtllm") == 8192
+    assert CAL.token_budget("l40s", "sglang") == 2048  # no row: vLLM's stands in

@@ -196,9 +196,9 @@ NIGHTLY = ROOT / "examples" / "nightly-summarisation.yaml"
 
 def test_batch_job_plan_is_sized_by_the_job() -> None:
     # nightly-summarisation: 200,000 requests within 6 h = 21,600 s. A replica serving r
-    # requests/s needs ceil(200,000 / (r x 21,600)) replicas; at r = 3.238 (g6e.xlarge, fp8):
-    # 200,000 / (3.238 x 21,600) = 200,000 / 69,941 = 2.86 -> 3 replicas, one per 1-GPU node,
-    # done in 200,000 / (3 x 3.238) = 20,589 s = 5.72 h, for 3 x $1.861 x 5.72 h = $31.93.
+    # requests/s needs ceil(200,000 / (r x 21,600)) replicas; at r = 10.764 (p5.4xlarge, fp8):
+    # 200,000 / (10.764 x 21,600) = 0.86 -> 1 replica on one 1-GPU node, done in
+    # 200,000 / 10.764 = 18,580 s = 5.16 h, for $35.51.
     p = PLANS["nightly-summarisation.yaml"]
     c = p.choice
     assert c is not None
@@ -219,19 +219,19 @@ def test_batch_job_plan_is_sized_by_the_job() -> None:
 
 
 def test_batch_job_is_checked_against_the_budget() -> None:
-    # The budget holds one job's dollars, as for a training run. The cheapest job is $31.93
-    # (above); with a $35 budget it passes and a $38 job (p5.4xlarge, fp8) is rejected
-    # 38 / 35 = 1.09 over; with a $20 budget nothing passes: 31.93 / 20 = 1.60, "raise the
-    # budget by 60%".
+    # The budget holds one job's dollars, as for a training run. The cheapest job is $35.51
+    # (p5.4xlarge, fp8); with a $37 budget it passes and a $37.99 job (4 x g6e.xlarge, fp8)
+    # is rejected 37.99 / 37 = 1.03 over; with a $20 budget nothing passes: 35.51 / 20 = 1.78,
+    # "raise the budget by 78%".
     data = load_spec(NIGHTLY).model_dump()
-    data["constraints"]["monthly_budget_usd"] = 35
+    data["constraints"]["monthly_budget_usd"] = 37
     p = api.plan(spec_from_dict(data))
     assert p.choice is not None
-    assert all(c.objective <= 35 for c in (p.choice, *p.alternatives))
+    assert all(c.objective <= 37 for c in (p.choice, *p.alternatives))
     over = [r for r in p.rejections if r.code == "budget"]
     assert over
     assert all(r.gap is not None and r.gap > 1 for r in over)
-    assert all("for the job is over the $35 budget" in r.reason for r in over)
+    assert all("for the job is over the $37 budget" in r.reason for r in over)
     cheapest = PLANS["nightly-summarisation.yaml"].choice
     assert cheapest is not None
     data["constraints"]["monthly_budget_usd"] = 20

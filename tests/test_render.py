@@ -140,11 +140,17 @@ def test_multi_node_training_follows_the_plan() -> None:
 
 
 def test_batch_example_is_an_indexed_job_with_the_deadline() -> None:
-    """nightly-summarisation: the plan's replicas run at once as shards of vLLM's batch
-    runner, stopped at the 6 h deadline."""
-    manifests = _render(BATCH)
+    """nightly-summarisation with three times its samples (so that it needs several replicas):
+    the plan's replicas run at once as shards of vLLM's batch runner, stopped at the 6 h
+    deadline."""
+    spec = _spec(BATCH)
+    assert spec.data.samples is not None
+    spec = spec.model_copy(update={"data": spec.data.model_copy(
+        update={"samples": 3 * spec.data.samples})})
+    plan = api.plan(spec)
+    manifests = render_plan(spec, plan, resolve_model(spec.model), _catalog(), RenderOptions())
     assert _check(manifests.objects) == ()
-    choice = _plan(BATCH).choice
+    choice = plan.choice
     assert choice is not None
     job = _find(manifests, "Job")
     replicas = int(choice.detail("replicas_peak") or 0)
@@ -181,7 +187,7 @@ def test_batch_job_above_the_quota_and_pool_is_named() -> None:
     _find(tuple(objs), "Job")["spec"]["parallelism"] = 5
     findings = _check(tuple(objs))
     assert "at least 5" in _only(findings, "ResourceQuota").message
-    assert "needs 5 g6e.xlarge nodes" in _only(findings, "NodePool").message
+    assert "needs 5 p5.4xlarge nodes" in _only(findings, "NodePool").message
 
 
 def _exposed(expose: str) -> Manifests:
@@ -602,7 +608,7 @@ def test_quota_too_small_is_named() -> None:
     _find(tuple(objs), "ResourceQuota")["spec"]["hard"]["requests.nvidia.com/gpu"] = "1"
     finding = _only(_check(tuple(objs)), "ResourceQuota")
     assert finding.field == "spec.hard.requests.nvidia.com/gpu"
-    assert "at least 5" in finding.message
+    assert "at least 6" in finding.message
 
 
 def test_node_pool_limit_below_the_peak_is_named() -> None:

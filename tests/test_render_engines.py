@@ -129,17 +129,18 @@ def test_triton_builds_the_engine_for_the_plan() -> None:
 
 
 def test_triton_across_gpus_runs_one_server_per_rank() -> None:
-    """rag-llama-3.1-70b-32k with engine: trtllm: TP=2 on p5.48xlarge, two ranks under mpirun."""
+    """rag-llama-3.1-70b-32k with engine: trtllm: TP=4 on p5.48xlarge (32k-token prompts'
+    prefill chunks hold TP=2 to batch 7 under the TPOT SLO), four ranks under mpirun."""
     choice = _trt_plan("rag-llama-3.1-70b-32k").choice
     assert choice is not None
-    assert choice.tp * choice.pp == 2
+    assert choice.tp * choice.pp == 4
     pod = _pod(triton_render("rag-llama-3.1-70b-32k"))
     server = pod["containers"][0]
     assert server["command"] == ["mpirun"]
-    assert server["args"].count("tritonserver") == 2
-    assert "--backend-config=python,shm-region-prefix-name=prefix1_" in server["args"]
-    assert "--tp_size 2 --pp_size 1" in pod["initContainers"][1]["args"][0]
-    assert server["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert server["args"].count("tritonserver") == 4
+    assert "--backend-config=python,shm-region-prefix-name=prefix3_" in server["args"]
+    assert "--tp_size 4 --pp_size 1" in pod["initContainers"][1]["args"][0]
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == "4"
 
 
 def test_triton_scales_and_is_scraped_on_its_own_metrics() -> None:

@@ -5,6 +5,7 @@ import statistics
 import pytest
 
 from eksplain.validation import TOLERANCES, Outcome, load_cases, run
+from eksplain.validation.speed import static_batching
 
 REPORT = run()
 TARGETS = [o for o in REPORT.outcomes if o.status in ("ok", "miss", "known miss")]
@@ -62,3 +63,15 @@ def test_group_targets(quantities: tuple[str, ...], median: float, worst: float,
     assert len(errors) >= minimum
     assert statistics.median(errors) <= median
     assert errors[-1] <= worst
+
+
+def test_static_batching_cases_are_the_gpt_session_benchmark_tables() -> None:
+    # TensorRT-LLM 0.9's perf-overview ran gptSessionBenchmark (static batching, as the cases'
+    # notes say): those 13 throughput rows take compute.static_batch_tokens_per_s; the 1.0,
+    # trtllm-bench and NIM rows (in-flight batching) the continuous-batching loaded step.
+    rows = [c for c in load_cases("speed") if c.quantity == "output_tokens_per_s"
+            and not c.exclude]
+    static = {c.id for c in rows if static_batching(c)}
+    assert len(static) == 13
+    assert all(i.startswith("trtllm-v09-") for i in static)
+    assert not any(static_batching(c) for c in rows if "v10" in c.id or c.id.startswith("nim-"))

@@ -15,12 +15,14 @@ from eksplain.comms import LinkCalibration
 from eksplain.compute import ServingEfficiency, SpeedCalibration
 from eksplain.datafiles import read_yaml
 from eksplain.errors import InputError, suggest
+from eksplain.hardware import find_accelerator, load_catalog
 from eksplain.units import GIB
 
 __all__ = [
     "Calibration",
     "EngineCalibration",
     "QuantFormat",
+    "TokenBudget",
     "TrainingCalibration",
     "load_calibration",
 ]
@@ -86,6 +88,24 @@ class EngineCalibration:
 
 
 @dataclass(frozen=True)
+class TokenBudget:
+    """An engine's default token budget per step (``--max-num-batched-tokens``) by device:
+    ``large_device_tokens`` on devices with at least ``large_device_min_bytes`` visible whose
+    id names none of ``large_device_excluded``, else ``tokens``."""
+
+    engine: str
+    tokens: int
+    large_device_tokens: int
+    large_device_min_bytes: int
+    large_device_excluded: tuple[str, ...]
+
+    def for_device(self, accelerator_id: str, visible_bytes: int) -> int:
+        excluded = any(name in accelerator_id.lower() for name in self.large_device_excluded)
+        large = visible_bytes >= self.large_device_min_bytes and not excluded
+        return self.large_device_tokens if large else self.tokens
+
+
+@dataclass(frozen=True)
 class TrainingCalibration:
     cuda_context_bytes: int
     nccl_bytes: int
@@ -100,6 +120,7 @@ class Calibration:
     default_visible_fraction: float
     peak_proxies: tuple[tuple[str, str], ...]
     engines: tuple[EngineCalibration, ...]
+    token_budgets: tuple[TokenBudget, ...]
     training: TrainingCalibration
     formats: tuple[QuantFormat, ...]
     speed: SpeedCalibration
@@ -120,6 +141,20 @@ class Calibration:
 
     def format(self, name: str) -> QuantFormat:
         return _by_name(self.formats, name, "weight format")
+
+    def token_budget_for(self, accelerator_id: str, physical_bytes: int,
+                         engine: str = "vllm") -> int:
+        """The engine's default token budget per step on this device (``token_budgets``);
+        engines without a row use vLLM's."""
+        rows = {b.engine: b for b in self.token_budgets}
+        row = rows.get(engine, rows["vllm"])
+        return row.for_device(accelerator_id, self.visible_bytes(accelerator_id, physical_bytes))
+
+    def token_budget(self, accelerator_id: str, engine: str = "vllm") -> int:
+        """``token_budget_for`` a catalogue accelerator (by id or alias): the one value that
+        estimate, plan, render (--max-num-batched-tokens) and simulate use."""
+        acc = find_accelerator(load_catalog(), accelerator_id)
+        return self.token_budget_for(acc.id, acc.memory_bytes, engine)
 
 
 class _Named(Protocol):
@@ -165,6 +200,15 @@ def _engine(name: str, row: dict[str, Any]) -> EngineCalibration:
     )
 
 
+def _token_budget(engine: str, row: dict[str, Any]) -> TokenBudget:
+    return TokenBudget(
+        engine=engine, tokens=int(row["tokens"]),
+        large_device_tokens=int(row["large_device_tokens"]),
+        large_device_min_bytes=_gib(row["large_device_min_gib"]),
+        large_device_excluded=tuple(str(n).lower() for n in row["large_device_excluded"]),
+    )
+
+
 def _format(name: str, row: dict[str, Any]) -> QuantFormat:
     return QuantFormat(
         name=name,
@@ -192,6 +236,8 @@ def load_calibration() -> Calibration:
         default_visible_fraction=float(cal["default_visible_fraction"]["value"]),
         peak_proxies=tuple((k, str(v)) for k, v in cal["peak_proxies"].items()),
         engines=tuple(_engine(name, row) for name, row in cal["engines"].items()),
+        token_budgets=tuple(_token_budget(name, row)
+                            for name, row in cal["token_budgets"].items()),
         training=TrainingCalibration(
             cuda_context_bytes=_gib(t["cuda_context_gib"]["value"]),
             nccl_bytes=_gib(t["nccl_gib"]["value"]),

@@ -1,17 +1,21 @@
 """Speed: serving latency and throughput, and training step time, from a calibrated roofline.
 
-Serving (one replica; docs/methodology.md section 8):
+Serving (one replica; docs/methodology.md section 7):
 
-    decode step(B, c) = max(bytes / (bandwidth x eff_bw), flops / (peak x eff_step))
-                        + TP all-reduces + step overhead
-      eff_step = eff_decode x FP8/INT8 share x width factor (one compute model, ``step_times``,
-                 for TPOT, the critical batch and throughput alike)
-      bytes = weights read (experts a batch touches) + B x KV bytes of a c-token sequence
-      flops = 2 x active matrix parameters x B + 4 x q_width x c x layers x B
+    engine step S(B, c, x) = max(t_mem(B, c), t_dec(B, c) + t_pre(x)) + comm(B + x) + overhead
+      t_mem = (weights read (experts a batch touches) + B x KV bytes of a c-token sequence)
+              / (bandwidth x eff_bw)
+      t_dec = (2 x active matrix parameters x B + 4 x q_width x c x layers x B)
+              / (peak x eff_step),  eff_step = eff_decode x FP8/INT8 share x width factor
+      t_pre = FLOPs of x prompt tokens / (peak x eff_prefill)  (the rate the TTFT rows fit)
     prefill(T tokens) = weights / bandwidth + flops / (peak x eff_prefill) + all-reduces
-    TTFT = prefill(prompt) + request overhead;  TPOT = decode step(B, prompt + output / 2)
-    throughput: steady-state steps that decode B tokens and prefill B x prompt / output tokens,
-    max(memory, compute) each; output tokens/s = B / step
+    TTFT = prefill(prompt) + request overhead
+    loaded step (continuous batching, chunked prefill; Sarathi-Serve, vLLM's scheduler):
+      lambda = B x prompt / output prompt tokens arrive per step; a step carries a chunk
+      c = min(max(prompt, lambda), budget - B) in a share p = lambda / c of the steps;
+      E[step] = (1 - p) S(B, ctx, 0) + p S(B, ctx, c); output tokens/s = B / E[step];
+      TPOT = E[step]. p > 1: prefill-bound, every step carries c: B / (p S(B, ctx, c)).
+    static batching: B x output / (S(0, 0, B x prompt) + (output - 1) S(B, ctx, 0))
 
 Training (Narayanan et al. 2021; PaLM, Chowdhery et al. 2022, appendix B for MFU):
 
@@ -26,6 +30,7 @@ Every efficiency comes from ``data/calibration.yaml`` (``speed``), fitted to the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -44,7 +49,9 @@ __all__ = [
     "TrainingSpeed",
     "compute_dtype",
     "encode_flops",
+    "engine_step_s",
     "serving_speed",
+    "static_batch_tokens_per_s",
     "step_times",
     "tp_comm_s",
     "training_flops_per_token",
@@ -252,14 +259,25 @@ def _prompt_context(arch: Architecture, tokens: int) -> float:
     return tokens / 2 if arch.causal else float(tokens)
 
 
+def _prefill_flops(arch: Architecture, shape: ServingShape, tokens: float, prompt: int) -> float:
+    """FLOPs of ``tokens`` prompt tokens of ``prompt``-token prompts: 2 per matrix (and encoder)
+    parameter, and 4 x attention width per attended token (``_prompt_context``)."""
+    return tokens * (2 * shape.matrix_params + 2 * shape.encoder_params
+                     + 4 * shape.attention_width * _prompt_context(arch, prompt))
+
+
 def step_times(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
                 batch: int, context: float, prefill: tuple[float, int]) -> tuple[float, float]:
     """(memory seconds, compute seconds) of one engine step that decodes a token for each of
     ``batch`` sequences of ``context`` tokens and prefills ``prefill`` = (tokens, prompt length).
 
-    The one compute model of batched steps, for TPOT and throughput alike: the decode
-    efficiency, times the share of the FP8/INT8 peak that batched steps realize, times the
-    width factor (data/calibration.yaml, speed.serving).
+    Decode work runs at the batched-step rate: the decode efficiency, times the share of the
+    FP8/INT8 peak that batched steps realize, times the width factor. Prompt tokens in the same
+    step run at the prefill rate (``prefill_compute_efficiency`` of the full peak, the rate the
+    TTFT rows fit): a chunk of hundreds of tokens is a large matmul whatever shares its step.
+    The two add: t_comp = t_dec + t_pre (Sarathi-Serve, Agrawal et al. 2024, arXiv:2403.02310,
+    section 3: a hybrid batch's prefill chunk is compute-bound and the decodes piggyback on
+    it). Values in data/calibration.yaml, speed.serving.
     """
     arch = model.architecture
     weights = shape.weight_bytes - shape.tower_bytes - shape.expert_bytes * (
@@ -270,12 +288,25 @@ def step_times(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEf
     t_mem = weights / (bw * bw_eff) + batch * context * shape.kv_bytes_per_token / (
         bw * cal.decode_bandwidth_efficiency)
     tokens, prompt = prefill
-    flops = (batch + tokens) * 2 * shape.matrix_params + tokens * 2 * shape.encoder_params
-    attended = batch * context + tokens * _prompt_context(arch, prompt)
-    flops += 4 * shape.attention_width * attended
+    flops = batch * (2 * shape.matrix_params + 4 * shape.attention_width * context)
     scale = cal.low_precision_step_scale if r.compute_dtype in ("fp8", "int8") else 1.0
     scale *= _width_factor(arch.hidden_size, cal.step_width_half, cal.step_width_reference)
-    return t_mem, flops / (r.peak_flops * cal.decode_compute_efficiency * scale)
+    t_dec = flops / (r.peak_flops * cal.decode_compute_efficiency * scale)
+    t_pre = _prefill_flops(arch, shape, tokens, prompt) / (
+        r.peak_flops * cal.prefill_compute_efficiency) if tokens else 0.0
+    return t_mem, t_dec + t_pre
+
+
+def engine_step_s(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
+                  work: tuple[int, float, float, int], par: Parallelism,
+                  link: Link | None) -> float:
+    """Seconds of one engine step doing ``work`` = (decoding sequences, their mean context,
+    prompt tokens, prompt length): max(memory, compute) (``step_times``) + TP all-reduces of
+    every token of the step + the step overhead, times the pipeline stages."""
+    batch, context, tokens, prompt = work
+    t_mem, t_comp = step_times(model, shape, r, cal, batch, context, (tokens, prompt))
+    comm = tp_comm_s(batch + tokens, model.architecture, shape, par, link)
+    return (max(t_mem, t_comp) + comm + cal.step_overhead_s) * par.pp
 
 
 def _decode_step(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
@@ -283,8 +314,8 @@ def _decode_step(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
                  link: Link | None) -> tuple[float, float, float]:
     """(step seconds, memory seconds, compute seconds) of one decode step for ``batch``."""
     t_mem, t_comp = step_times(model, shape, r, cal, batch, context, (0.0, 0))
-    step = max(t_mem, t_comp) + tp_comm_s(batch, model.architecture, shape, par, link)
-    return (step + cal.step_overhead_s) * par.pp, t_mem, t_comp
+    step = engine_step_s(model, shape, r, cal, (batch, context, 0.0, 0), par, link)
+    return step, t_mem, t_comp
 
 
 def prefill_s(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
@@ -293,9 +324,7 @@ def prefill_s(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEff
 
     Reading the weights and computing on a short prompt do not overlap well, so the two add.
     """
-    context = _prompt_context(model.architecture, tokens)
-    flops = tokens * (2 * shape.matrix_params + 2 * shape.encoder_params
-                      + 4 * shape.attention_width * context)
+    flops = _prefill_flops(model.architecture, shape, tokens, tokens)
     # Prefill's large matmuls reach the full FP8/INT8 peak: the FP8 TTFT rows (TensorRT-LLM,
     # NIM) fit it, and the batched-step share (low_precision_step_scale) would put four of them
     # 37-48 % over (tried; docs/methodology.md section 7).
@@ -319,19 +348,52 @@ def _critical_batch(model: Model, shape: ServingShape, r: DeviceRates, cal: Serv
 
 
 def _loaded_step(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
-                 load: tuple[int, int, int], par: Parallelism, link: Link | None) -> float:
-    """One engine step in steady state under continuous batching with chunked prefill.
+                 load: tuple[int, int, int], par: Parallelism, link: Link | None,
+                 token_budget: int | None) -> tuple[float, float]:
+    """(output tokens/s, TPOT seconds) of a replica in steady state under continuous batching.
 
-    Each step decodes one token for each of B sequences and prefills, on average, B x prompt /
-    output prompt tokens of the requests that replace finished ones; the prefill's FLOPs share
-    the step with the decode's memory traffic (Agrawal et al. 2024, Sarathi-Serve).
+    Finished sequences are replaced, so lambda = B x prompt / output prompt tokens arrive per
+    step. The engine does not spread them evenly: vLLM's V1 scheduler (``Scheduler.schedule``,
+    vllm/v1/core/sched/scheduler.py: running requests first, each
+    ``num_new_tokens = min(num_new_tokens, token_budget)``, then waiting ones while budget is
+    left; ``long_prefill_token_threshold`` is off by default) and TensorRT-LLM's in-flight
+    batching put a waiting prompt, up to the token budget left after the decodes (budget - B),
+    into the next step. So a step carries a chunk of
+    c = min(max(prompt, lambda), budget - B) tokens in a share p = lambda / c of the steps, the
+    others decode only, and the mean step is E = (1 - p) S(0) + p S(c) (``engine_step_s``);
+    every running sequence waits for it, so it is both the TPOT under load and B / throughput.
+    When p > 1 prompts arrive faster than one chunk a step prefills them: every step carries c
+    and throughput is B / (p S(c)). ``token_budget`` None: no budget (c = max(prompt, lambda)).
     """
     batch, prompt, output = load
-    prefill_tokens = batch * prompt / max(output, 1)
-    t_mem, t_comp = step_times(model, shape, r, cal, batch, prompt + output / 2,
-                                (prefill_tokens, prompt))
-    comm = tp_comm_s(batch + prefill_tokens, model.architecture, shape, par, link)
-    return (max(t_mem, t_comp) + comm + cal.step_overhead_s) * par.pp
+    context = prompt + output / 2
+    arrivals = batch * prompt / max(output, 1)
+    room = max(token_budget - batch, 1) if token_budget is not None else math.inf
+    chunk = min(max(prompt, arrivals), room)
+    share = arrivals / chunk if chunk else 0.0
+
+    def step(tokens: float) -> float:
+        return engine_step_s(model, shape, r, cal, (batch, context, tokens, prompt), par, link)
+
+    if share <= 1:
+        mean = (1 - share) * step(0.0) + share * step(chunk)
+        return batch / mean, mean
+    full = step(chunk)
+    return batch / (share * full), full
+
+
+def static_batch_tokens_per_s(model: Model, shape: ServingShape, r: DeviceRates,
+                              cal: ServingEfficiency, load: tuple[int, int, int],
+                              par: Parallelism, link: Link | None) -> float:
+    """Output tokens/s of static batching (one batch at a time, as TensorRT-LLM 0.9's
+    gptSessionBenchmark runs): one step prefills all B x prompt tokens and yields each
+    sequence's first token, then output - 1 decode steps at the mean context; the batch
+    finishes together. B x output / (S(0, 0, B x prompt) + (output - 1) S(B, ctx, 0))."""
+    batch, prompt, output = load
+    first = engine_step_s(model, shape, r, cal, (0, 0.0, float(batch * prompt), prompt), par,
+                          link)
+    decode = engine_step_s(model, shape, r, cal, (batch, prompt + output / 2, 0.0, 0), par, link)
+    return batch * output / (first + max(output - 1, 0) * decode)
 
 
 def encode_flops(model: Model, shape: ServingShape, batch: int, prompt: int) -> float:
@@ -365,11 +427,14 @@ def _encode_only(model: Model, shape: ServingShape, r: DeviceRates, cal: Serving
 
 
 def serving_speed(model: Model, shape: ServingShape, r: DeviceRates, cal: ServingEfficiency,
-                  load: tuple[int, int, int], par: Parallelism, link: Link | None) -> ServingSpeed:
+                  load: tuple[int, int, int], par: Parallelism, link: Link | None,
+                  token_budget: int | None = None) -> ServingSpeed:
     """Speed of one replica serving ``load`` = (concurrent sequences, prompt, output tokens).
 
-    TTFT and TPOT are those of a request on an engine decoding ``batch`` sequences; throughput
-    is the steady state of continuous batching at that concurrency (``_loaded_step``).
+    TTFT is that of a request's own prefill; TPOT and throughput are those of the steady state
+    of continuous batching at that concurrency (``_loaded_step``), whose prefill chunks are
+    bounded by the engine's ``token_budget`` (``Calibration.token_budget``). One sequence
+    alone prefills, then decodes: its TPOT is the decode step. ``curve`` holds decode steps.
     """
     batch, prompt, output = load
     if output == 0:
@@ -377,8 +442,10 @@ def serving_speed(model: Model, shape: ServingShape, r: DeviceRates, cal: Servin
     context = prompt + output / 2
     step, t_mem, t_comp = _decode_step(model, shape, r, cal, batch, context, par, link)
     first = prefill_s(model, shape, r, cal, prompt, par, link)
-    loaded = _loaded_step(model, shape, r, cal, load, par, link) if batch > 1 else (
-        step + first / max(output, 1))
+    if batch > 1:
+        out_rate, tpot = _loaded_step(model, shape, r, cal, load, par, link, token_budget)
+    else:
+        out_rate, tpot = 1 / (step + first / max(output, 1)), step
     curve = []
     b = 1
     while b <= max(batch, 1):
@@ -388,11 +455,11 @@ def serving_speed(model: Model, shape: ServingShape, r: DeviceRates, cal: Servin
     return ServingSpeed(
         batch=batch,
         ttft_s=first + cal.ttft_overhead_s,
-        tpot_s=step,
+        tpot_s=tpot,
         decode_tokens_per_s=batch / step,
         prefill_tokens_per_s=prompt / first if first else 0.0,
-        requests_per_s=batch / (output * loaded),
-        output_tokens_per_s=batch / loaded,
+        requests_per_s=out_rate / output,
+        output_tokens_per_s=out_rate,
         decode_bound="compute" if t_comp > t_mem else "memory",
         critical_batch=_critical_batch(model, shape, r, cal, context, par),
         curve=tuple(curve),

@@ -375,7 +375,10 @@ def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, 
     link = intra_node_link(acc, ctx.cal.links) if ctx.par.model_devices * ctx.par.ep > 1 else None
 
     def run(batch: int) -> ServingSpeed:
-        return serving_speed(ctx.model, shape, r, eff, (batch, prompt, output), ctx.par, link)
+        return serving_speed(ctx.model, shape, r, eff, (batch, prompt, output), ctx.par, link,
+                             req.max_num_batched_tokens or budget)
+
+    budget = ctx.cal.token_budget_for(acc.id, acc.memory_bytes, req.engine)
 
     best = None
     if req.tpot_target_s is not None and max_batch and output:

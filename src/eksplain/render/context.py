@@ -245,7 +245,7 @@ def _engine_args(spec: WorkloadSpec, model: Model, choice: Candidate, vllm: dict
             "--pipeline-parallel-size", str(choice.pp),
             "--max-model-len", str(spec.tokens.context),
             "--gpu-memory-utilization", f"{engine.gpu_memory_utilization:g}",
-            "--max-num-batched-tokens", str(engine.max_num_batched_tokens),
+            "--max-num-batched-tokens", str(load_calibration().token_budget(choice.accelerator)),
             "--kv-cache-dtype", "auto"]
     if spec.task == "embedding":
         args += ["--runner", "pooling"]

@@ -232,13 +232,23 @@ def _evaluate(spec: WorkloadSpec, inst: InstanceType, split: tuple[int, int, int
             return Rejection(label, rejected.code, rejected.reason, rejected.gap)
         mean = (t.input_mean, 0 if embedding else t.output_mean)
         loaded = run_estimate(_request(spec, inst, split, fmt, batch, mean, None), catalog)
+        tpot = _tpot_at(spec, est, run_estimate(
+            _request(spec, inst, split, fmt, batch, high, None), catalog) if batch > 1 else est)
     except EksplainError as exc:
         return Rejection(label, "input", exc.message + (f" ({exc.hint})" if exc.hint else ""))
-    return _candidate(spec, inst, (tp, pp, fmt, label), est, loaded)
+    return _candidate(spec, inst, (tp, pp, fmt, label), est, loaded, tpot)
+
+
+def _tpot_at(spec: WorkloadSpec, p95: Estimate, at_batch: Estimate) -> float:
+    """The TPOT held to the SLO: under load at the plan's batch with p95 lengths (the loaded
+    TPOT, compute._loaded_step, which the batch search bisects on), else the p95 estimate's."""
+    if spec.task != "inference" or at_batch.speed.serving is None:
+        return p95.speed.serving.tpot_s if p95.speed.serving else 0.0
+    return at_batch.speed.serving.tpot_s
 
 
 def _candidate(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str, str],
-               p95: Estimate, loaded: Estimate) -> Candidate | Rejection:
+               p95: Estimate, loaded: Estimate, tpot: float) -> Candidate | Rejection:
     tp, pp, fmt, label = key
     speed = loaded.speed.serving
     cost = loaded.cost
@@ -262,7 +272,6 @@ def _candidate(spec: WorkloadSpec, inst: InstanceType, key: tuple[int, int, str,
         ("replicas_min", size.replicas_min), ("replicas_mean", round(size.replicas_mean, 2)),
         ("replicas_peak", size.replicas_peak), ("nodes_peak", size.nodes_peak),
     ]
-    tpot = p95.speed.serving.tpot_s if p95.speed.serving else speed.tpot_s
     # Memory in use at the operating point: the p95 estimate holds one p95-length sequence;
     # the plan's batch holds ``batch`` of them (the KV pool was sized to hold them).
     m = p95.memory

@@ -120,7 +120,7 @@ def simulate_plan(spec: WorkloadSpec, choice: Candidate, catalog: HardwareCatalo
     t = spec.tokens
     limits = EngineLimits(
         max_num_seqs=choice.concurrency(est.speed.serving.batch),
-        max_num_batched_tokens=load_calibration().engine("vllm").max_num_batched_tokens,
+        max_num_batched_tokens=load_calibration().token_budget(choice.accelerator),
         kv_blocks=est.kv.blocks, block_size=est.kv.block_size)
     replicas = options.replicas or int(choice.detail("replicas_peak") or choice.dp)
     s = spec.slo

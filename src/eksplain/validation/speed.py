@@ -19,6 +19,7 @@ from eksplain.compute import (
     rates,
     serving_shape,
     serving_speed,
+    static_batch_tokens_per_s,
     training_flops_per_token,
     training_speed,
 )
@@ -29,7 +30,7 @@ from eksplain.memory import ServingConfig, kv_bytes_per_token, serving_memory, w
 from eksplain.parallel import Parallelism
 from eksplain.validation.report import Case, weight_format
 
-__all__ = ["TOLERANCES", "predict"]
+__all__ = ["TOLERANCES", "predict", "static_batching"]
 
 # Targets (issue "Speed and cost"): decode TPOT and throughput median error at most 15%,
 # training step time / MFU median at most 10%; each case is held to these bands.
@@ -99,8 +100,13 @@ def _serving(case: Case, cal: Calibration) -> float:
     inst = _instance(acc, s)
     link = intra_node_link(acc, cal.links) if inst else None
     eff = cal.speed.serving_for(acc.architecture)
-    speed = serving_speed(model, shape, r, eff, (batch, prompt, output), par, link)
+    load = (batch, prompt, output)
     q = case.quantity
+    if q == "output_tokens_per_s" and static_batching(case):
+        total = static_batch_tokens_per_s(model, shape, r, eff, load, par, link)
+        return total / par.model_devices if case.per == "gpu" else total
+    budget = cal.token_budget_for(acc.id, acc.memory_bytes, str(s.get("engine", "vllm")))
+    speed = serving_speed(model, shape, r, eff, load, par, link, budget)
     if q == "decode_tokens_per_s":
         return 1 / speed.tpot_s
     if q == "tpot_ms":
@@ -110,6 +116,14 @@ def _serving(case: Case, cal: Calibration) -> float:
     # Throughput per GPU, or per whole system (one replica here).
     total = speed.output_tokens_per_s
     return total / par.model_devices if case.per == "gpu" else total
+
+
+def static_batching(case: Case) -> bool:
+    """Whether the case ran static batching (a whole batch prefilled, then decoded together,
+    no request joining until all finish), as the reference set's notes say of TensorRT-LLM
+    0.9's gptSessionBenchmark tables: ``compute.static_batch_tokens_per_s`` predicts those,
+    continuous batching (``serving_speed``) the rest."""
+    return "static batching" in case.note.lower()
 
 
 def _batch(case: Case, model: Model, acc: Accelerator, fmt: str, par: Parallelism,

@@ -274,12 +274,14 @@ def check_context(model: Model, tokens: int) -> None:
 
 
 def _serving_config(req: EstimateRequest, fmt: str, par: Parallelism, batch: int,
-                    seq_len: int) -> ServingConfig:
+                    seq_len: int, budget: int) -> ServingConfig:
+    """``budget``: the engine's default token budget on the device, which vLLM's memory
+    profiling runs a batch of (the same value the speed model and ``render`` use)."""
     return ServingConfig(
         weight_format=fmt, kv_dtype=req.kv_dtype, batch=batch, seq_len=seq_len, parallel=par,
         engine="hf" if req.engine == "hf" else "vllm",
         gpu_memory_utilization=req.gpu_memory_utilization, max_num_seqs=req.max_num_seqs,
-        max_num_batched_tokens=req.max_num_batched_tokens,
+        max_num_batched_tokens=req.max_num_batched_tokens or budget,
     )
 
 
@@ -436,7 +438,11 @@ def _serving(ctx: _Context) -> Estimate:
         req.input_tokens is not None and req.output_tokens is not None) else req.seq_len
     check_context(ctx.model, seq)
     mem = serving_memory(ctx.model, ctx.capacity,
-                         _serving_config(req, ctx.fmt, ctx.par, req.batch, seq), ctx.cal,
+                         _serving_config(req, ctx.fmt, ctx.par, req.batch, seq,
+                                         ctx.cal.token_budget_for(
+                                             ctx.choice.accelerator.id,
+                                             ctx.choice.accelerator.memory_bytes, req.engine)),
+                         ctx.cal,
                          ctx.choice.devices)
     speed, best = _serving_speed(ctx, mem.kv.max_batch)
     plan = _plan(ctx)

@@ -236,3 +236,10 @@ def test_cpu_candidates_respect_the_models_context() -> None:
     accepted, rejected, _ = search_cpu(long, resolve_model(long.model), CATALOG)
     assert not accepted
     assert any(r.code == "input" and "maximum context of 512" in r.reason for r in rejected)
+
+
+def test_a_cpu_plan_scales_on_the_embedding_servers_queue_not_vllms() -> None:
+    plan = api.plan(QUERIES)
+    scaling = dict(plan.extras)["autoscaling"]
+    assert isinstance(scaling, dict)
+    assert scaling["metric"] == "te_queue_size + te_batch_current_size"

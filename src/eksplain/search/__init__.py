@@ -25,6 +25,7 @@ from eksplain.checkpoint import (
     read_seconds,
     storage_usd_per_month,
 )
+from eksplain.datafiles import read_yaml
 from eksplain.errors import InfeasibleError
 from eksplain.hardware import HardwareCatalog, find_instance
 from eksplain.search.cpu import CPU, cpu_vs_accelerator, search_cpu
@@ -163,12 +164,25 @@ def _batch_decision(spec: WorkloadSpec, c: Candidate, kv: int, batch: int) -> De
                     "replica")
 
 
+# The server that runs each engine (data/images.yaml rows), for its queue metric.
+_SERVER_OF_ENGINE = {"trtllm": "triton_trtllm", "sglang": "sglang"}
+
+
+def _scale_metric(spec: WorkloadSpec, c: Candidate) -> str:
+    """The deployed server's running + waiting requests metric (data/images.yaml
+    ``scale_metric``): text-embeddings-inference on a CPU, the engine's server otherwise;
+    vLLM's (``SCALE_METRIC``) where the row names none."""
+    key = "tei_cpu" if c.accelerator == "cpu" else _SERVER_OF_ENGINE.get(spec.engine, "vllm")
+    row = read_yaml("images.yaml").get(key) or {}
+    return str(row.get("scale_metric") or SCALE_METRIC)
+
+
 def _scaling_decision(spec: WorkloadSpec, c: Candidate, batch: int,
                       ) -> tuple[Decision, dict[str, object]]:
     """Serving: autoscale over the traffic. A batch job: a fixed set of replicas for the job."""
     rmin, rpeak = c.detail("replicas_min"), c.detail("replicas_peak")
     scaling: dict[str, object] = {"min_replicas": rmin, "max_replicas": rpeak,
-                                  "metric": SCALE_METRIC,
+                                  "metric": _scale_metric(spec, c),
                                   "target_per_replica": batch}
     if spec.task == "batch-inference":
         rps = float(c.detail("requests_per_s_per_replica") or 0)

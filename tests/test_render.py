@@ -893,3 +893,16 @@ def test_render_from_plan_json(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(app, ["render", str(bad_spec), "--stdout"])
     assert result.exit_code == 2
     assert "spec: task" in " ".join(result.output.split())
+
+
+def test_cli_fills_the_file_system_ids_it_is_given() -> None:
+    spec = str(EXAMPLES / "pretrain-7b-1t.yaml")
+    result = CliRunner().invoke(app, ["render", spec, "--stdout", "--fsx-subnet", "subnet-0abc",
+                                      "--fsx-security-groups", "sg-1,sg-2"])
+    assert result.exit_code == 0, result.output
+    classes = [d for d in yaml.safe_load_all(result.output) if d["kind"] == "StorageClass"]
+    assert classes
+    for sc in classes:
+        assert sc["parameters"]["subnetId"] == "subnet-0abc"
+        assert sc["parameters"]["securityGroupIds"] == "sg-1,sg-2"
+    assert "subnet-REPLACE-ME" not in result.output

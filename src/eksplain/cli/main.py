@@ -262,6 +262,14 @@ def render(
         help="S3 bucket of the model cache.")] = "my-model-bucket",
     hf_token_secret: Annotated[str, typer.Option(
         help="Secret holding HF_TOKEN (you create it).")] = "hf-token",
+    fsx_subnet: Annotated[str | None, typer.Option(
+        help="Subnet FSx for Lustre file systems are created in (default: a REPLACE-ME "
+             "placeholder).")] = None,
+    fsx_security_groups: Annotated[str | None, typer.Option(
+        help="Security groups of the FSx for Lustre file systems, comma-separated (default: a "
+             "placeholder).")] = None,
+    efs_file_system: Annotated[str | None, typer.Option(
+        help="EFS file system (fs-...) of an EFS model cache (default: a placeholder).")] = None,
     price_file: Annotated[Path | None, typer.Option(help="CSV of your own prices.")] = None,
 ) -> None:
     """Kubernetes manifests for a serving or training plan: one YAML file per concern,
@@ -276,7 +284,10 @@ def render(
         options = api.RenderOptions(
             namespace=namespace, cluster_name=cluster_name,
             autoscaler="keda" if autoscaler == "keda" else "hpa",
-            hf_token_secret=hf_token_secret, model_bucket=model_bucket)
+            hf_token_secret=hf_token_secret, model_bucket=model_bucket,
+            **{k: v for k, v in (("fsx_subnet_id", fsx_subnet),
+                                 ("fsx_security_group_ids", fsx_security_groups),
+                                 ("efs_file_system_id", efs_file_system)) if v is not None})
         offerings = api.load_price_file(price_file) if price_file else ()
         if spec.suffix.lower() == ".json":
             planned = api.load_plan_json(spec)

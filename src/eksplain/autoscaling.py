@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,16 +111,17 @@ def hpa_recommendation(current: int, metric_total: float, with_metric: int, with
     return math.ceil(new_ratio * pods)
 
 
-def policy_limit(rules: ScalingRules, start: int, up: bool) -> int:
-    """The most (scaling up) or fewest (down) replicas the policies allow from ``start``, the
-    replicas at the beginning of the policies' period; selectPolicy Max takes the policy that
-    allows the largest change (``horizontal.go`` calculateScaleUpLimitWithScalingRules and
-    calculateScaleDownLimitWithBehaviors)."""
+def policy_limit(rules: ScalingRules, start_of: Callable[[float], int], up: bool) -> int:
+    """The most (scaling up) or fewest (down) replicas the policies allow. ``start_of(period)``:
+    the replicas at the beginning of a policy's period (now less the changes made within it);
+    selectPolicy Max takes the policy that allows the largest change (``horizontal.go``
+    calculateScaleUpLimitWithScalingRules and calculateScaleDownLimitWithBehaviors)."""
     limits = []
     for p in rules.policies:
+        start = start_of(p.period_s)
         if p.type == "Pods":
             limits.append(start + p.value if up else start - p.value)
-        elif up:  # replica_calculator: ceil(start x (1 + value / 100))
+        elif up:  # ceil(start x (1 + value / 100))
             limits.append(math.ceil(start * (1 + p.value / 100)))
         else:  # int(start x (1 - value / 100)), truncated as the controller's int32 cast does
             limits.append(int(start * (1 - p.value / 100)))

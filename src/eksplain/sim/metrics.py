@@ -80,3 +80,5 @@ class MinuteSample:
     ready: int  # replicas serving (a starting replica does not serve)
     ttft_p95_s: float  # of the requests completed during the minute; 0 when none
     tpot_p95_s: float  # of those with two or more output tokens; 0 when none
+    desired: int  # replicas the autoscaler asks for (the workload's spec.replicas)
+    nodes: int  # instances held (launching or running; billed)

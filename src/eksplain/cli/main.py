@@ -391,13 +391,17 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same "
                                            "output.")] = 0,
     replicas: Annotated[int | None, typer.Option(
-        help="Replicas (default: the plan's peak replicas).")] = None,
+        help="A fixed number of replicas (autoscaling off).")] = None,
     routing: Annotated[str, typer.Option(
         help="round-robin, least-outstanding or central-queue.")] = "least-outstanding",
+    autoscale: Annotated[str, typer.Option(
+        help="hpa, keda (scales to zero) or off (the plan's peak replicas).")] = "hpa",
+    token_budget: Annotated[int | None, typer.Option(
+        help="The engine's max_num_batched_tokens (default: calibrated).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Simulate the plan's choice under the spec's traffic: latency percentiles, SLO
-    attainment, queue over time (a fixed number of replicas; no autoscaling yet)."""
+    attainment, replicas, nodes, cold starts, faults and cost over time."""
     seconds = _call(lambda: parse_duration(duration))
     progress = _SimProgress(seconds)
 
@@ -408,7 +412,8 @@ def simulate(
         trace_path = trace or (spec.parent / named if named else None)
         options = api.SimulateOptions(
             duration_s=seconds, seed=seed, replicas=replicas, routing=routing,
-            trace=api.load_trace(trace_path) if trace_path else None)
+            trace=api.load_trace(trace_path) if trace_path else None, autoscale=autoscale,
+            token_budget=token_budget)
         return api.simulate(workload, options, progress=progress)
 
     try:

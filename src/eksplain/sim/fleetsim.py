@@ -78,6 +78,9 @@ class FleetSim(Sim):
             self._create(at_start=True)
         if self.hpa is None:
             return
+        # The fleet ran at its initial size before the run: that is the HPA's recommendation
+        # history, so an empty first scrape does not scale a warm fleet down at once.
+        self.hpa.recommendations.append((0.0, self.f.initial_replicas))
         s = self.f.settings
         self.push(0.0, SCRAPE)
         self.push(s.scrape_interval_s / 2, SYNC)

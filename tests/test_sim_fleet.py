@@ -7,14 +7,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from eksplain import api
 from eksplain.autoscaling import hpa_recommendation, load_autoscaling, policy_limit
-from eksplain.sim import EngineLimits, Fixed, LinearStepModel, Poisson, SimConfig, parse_trace
+from eksplain.cli.main import app
+from eksplain.hardware import load_catalog
+from eksplain.sim import (
+    EngineLimits,
+    Fixed,
+    LinearStepModel,
+    Poisson,
+    SimConfig,
+    parse_trace,
+    scenario,
+)
 from eksplain.sim.autoscale import Hpa, MetricSample
 from eksplain.sim.engine import simulate_replicas
 from eksplain.sim.fleet import FleetConfig, ScaleEvent
+from eksplain.spot import interruption_rate_per_hour
 
 SETTINGS = load_autoscaling()
 STEP_10MS = LinearStepModel(fixed_s=0.01)  # every step 10 ms, whatever the batch
@@ -184,3 +198,72 @@ def test_utilisation_is_busy_time_over_serving_time() -> None:
     assert r.fleet is not None
     assert r.fleet.accelerator_utilisation == pytest.approx(1.0 / 60, rel=1e-4)
     assert r.fleet.instance_hours == pytest.approx(60 / 3600, rel=1e-4)
+
+
+# -- the simulator and render read one source --------------------------------------------------
+
+
+def _rendered(kind: str) -> dict[str, object]:
+    spec = api.load_spec(Path("examples/chat-llama-3.1-8b.yaml"))
+    objects = api.render(spec).manifests.objects
+    return next(o for o in objects if o["kind"] == kind)
+
+
+def test_render_emits_the_windows_the_simulator_runs() -> None:
+    behavior = _rendered("HorizontalPodAutoscaler")["spec"]["behavior"]  # type: ignore[index]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == (
+        SETTINGS.scale_up.stabilization_window_s)
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == (
+        SETTINGS.scale_down.stabilization_window_s)
+
+
+def test_rendered_scrape_interval_and_consolidation_match_the_simulators() -> None:
+    monitor = _rendered("ServiceMonitor")["spec"]
+    assert monitor["endpoints"][0]["interval"] == f"{SETTINGS.scrape_interval_s:.0f}s"  # type: ignore[index]
+    pool = _rendered("NodePool")["spec"]
+    after = pool["disruption"]["consolidateAfter"]  # type: ignore[index]
+    assert after == f"{SETTINGS.consolidate_after_s / 60:.0f}m"
+
+
+# -- from a spec and its plan -----------------------------------------------------------------
+
+
+def test_spot_specs_get_the_advisor_rate_and_on_demand_none() -> None:
+    spec = api.load_spec(Path("examples/chat-llama-3.1-8b.yaml"))
+    catalog = load_catalog()
+    choice = api.plan(spec).choice
+    assert choice is not None
+    on_demand, parts = scenario._fleet(spec, choice, catalog, scenario.SimulateOptions())
+    assert on_demand.spot_interruptions_per_instance_hour == 0
+    spot_spec = spec.model_copy(update={"constraints": spec.constraints.model_copy(
+        update={"capacity_type": "spot"})})
+    spot, _ = scenario._fleet(spot_spec, choice, catalog, scenario.SimulateOptions())
+    assert spot.spot_interruptions_per_instance_hour == interruption_rate_per_hour(
+        choice.instance_type)
+    assert dict(parts)["node_provisioning_s"] == 90
+    # KEDA may scale to zero; HPA keeps the plan's minimum; --replicas fixes the count.
+    keda, _ = scenario._fleet(spec, choice, catalog, scenario.SimulateOptions(autoscale="keda"))
+    assert keda.min_replicas == 0
+    fixed, _ = scenario._fleet(spec, choice, catalog, scenario.SimulateOptions(replicas=3))
+    assert (fixed.autoscaler, fixed.initial_replicas, fixed.max_replicas) == ("off", 3, 3)
+
+
+def test_cli_simulate_keda_and_token_budget(runner: CliRunner) -> None:
+    args = ["simulate", "examples/chat-llama-3.1-8b.yaml", "--duration", "2m", "--autoscale",
+            "keda", "--token-budget", "512", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["fleet"]["autoscaler"] == "keda"
+    assert data["engine"]["max_num_batched_tokens"] == 512
+    assert data["token_budget_source"] == "--token-budget"
+    req = data["requests"]
+    assert req["arrived"] == req["completed"] + req["failed"] + req["in_flight"]
+    assert {"desired", "nodes"} <= set(data["timeline"][0])
+
+
+def test_cli_simulate_unknown_autoscaler(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["simulate", "examples/chat-llama-3.1-8b.yaml", "--autoscale",
+                                 "kedda"])
+    assert result.exit_code == 2
+    assert "keda" in result.output

@@ -31,6 +31,7 @@ ROUTING = ("round-robin", "least-outstanding", "central-queue")
 # replica ready, a spot notice, a node gone, a replica crash, a node release.
 ARRIVAL, RUN_END, STOP, SCRAPE, SYNC, POLL, READY_AT, NOTICE, NODE_GONE, CRASH, RELEASE = range(11)
 MINUTE_S = 60.0
+CAP_CHECK = 64
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,9 @@ class Sim:
                     self._run_end(target)
             elif kind == ARRIVAL:
                 self._arrive()
-                # Only arrivals add to the queues (a preemption moves a running sequence back).
-                if self._waiting() > self.cfg.queue_cap:
+                # Only arrivals add to the queues (a preemption moves a running sequence back);
+                # checked every CAP_CHECK arrivals: the cap guards memory, not a latency.
+                if self.arrived % CAP_CHECK == 0 and self._waiting() > self.cfg.queue_cap:
                     self._stop_unbounded(time_s)
                     return
             else:
@@ -223,7 +225,15 @@ class Sim:
         if self.cfg.routing == "round-robin":
             self.turn = (self.turn + 1) % len(self.ready)
             return self.ready[self.turn]
-        return min(self.ready, key=lambda i: self.replicas[i].outstanding)
+        # The fewest requests held, lowest index first (written out: the hottest loop).
+        replicas = self.replicas
+        best, low = -1, -1
+        for i in self.ready:
+            r = replicas[i]
+            held = len(r.waiting) + len(r.running)
+            if low < 0 or held < low or (held == low and i < best):
+                best, low = i, held
+        return best
 
     def dispatch(self) -> None:
         """Requests held at the router to serving replicas: with a central queue, while one

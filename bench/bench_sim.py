@@ -1,7 +1,7 @@
 """Speed of the simulator: one hour at 50 requests/s over up to 16 replicas, autoscaled.
 
     python bench/bench_sim.py [--replicas N] [--autoscale hpa|keda|off] [--hours H]
-                              [--rps R] [--profile]
+                              [--rps R] [--token-budget N] [--profile]
 
 Target (issue 7): one hour of traffic at 50 requests/s (180,000 requests, mean 256 output
 tokens) over up to 16 replicas with autoscaling in under 10 s wall on one core. The spec's
@@ -38,7 +38,8 @@ def main() -> None:
     spec = api.spec_from_dict(spec_dict, "bench spec")
     replicas = int(_arg("--replicas", "0")) or None
     options = api.SimulateOptions(duration_s=3600.0 * float(_arg("--hours", "1")), seed=0,
-                                  replicas=replicas, autoscale=_arg("--autoscale", "hpa"))
+                                  replicas=replicas, autoscale=_arg("--autoscale", "hpa"),
+                                  token_budget=int(_arg("--token-budget", "0")) or None)
     api.simulate(spec, api.SimulateOptions(duration_s=1.0))  # warm the plan's caches
     profiler = cProfile.Profile() if "--profile" in sys.argv else None
     start = time.perf_counter()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from eksplain.sim import (
 from eksplain.sim.autoscale import Hpa, MetricSample
 from eksplain.sim.engine import simulate_replicas
 from eksplain.sim.fleet import FleetConfig, ScaleEvent
+from eksplain.sim.fleetsim import FleetSim
 from eksplain.spot import interruption_rate_per_hour
 
 SETTINGS = load_autoscaling()
@@ -267,3 +269,29 @@ def test_cli_simulate_unknown_autoscaler(runner: CliRunner) -> None:
                                  "kedda"])
     assert result.exit_code == 2
     assert "keda" in result.output
+
+
+def test_the_plans_cold_start_includes_node_provisioning() -> None:
+    plan = api.plan(api.load_spec(Path("examples/chat-llama-3.1-8b.yaml")))
+    cold = dict(plan.extras)["cold_start"]
+    assert isinstance(cold, dict)
+    assert cold["node_provisioning_s"] == 90
+    parts = ("node_provisioning_s", "image_pull_s", "weight_load_s", "engine_warmup_s")
+    assert cold["total_known_s"] == pytest.approx(sum(cold[k] for k in parts), abs=0.1)
+
+
+def test_the_routers_counts_match_the_engines() -> None:
+    """The router keeps a count of the requests each replica holds (least-outstanding reads
+    it); after a run with spot losses, crashes and retries it still equals each engine's."""
+    fleet = FleetConfig(autoscaler="off", initial_replicas=3, max_replicas=3, load_s=30,
+                        node_provisioning_s=90, spot_interruptions_per_instance_hour=3.0,
+                        crashes_per_replica_hour=3.0)
+    cfg = SimConfig(duration_s=1800, replicas=3, seed=5, fleet=fleet,
+                    limits=EngineLimits(max_num_seqs=16, max_num_batched_tokens=512,
+                                        kv_blocks=4000))
+    step = LinearStepModel(fixed_s=0.01, per_seq_s=0.001, per_prefill_token_s=1e-5)
+    arrivals = Poisson(4.0).arrivals(random.Random(5), (Fixed(100), Fixed(300)))
+    sim = FleetSim(cfg, step, arrivals, None)
+    sim.run()
+    assert sim.counts["retries"] > 0
+    assert all(sim.held[i] == sim.replicas[i].outstanding for i in sim.live)

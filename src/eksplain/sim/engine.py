@@ -127,7 +127,8 @@ class Sim:
         self.model = model
         self.replicas: list[Replica] = []
         self.live: list[int] = []  # replicas not GONE
-        self.ready: list[int] = []  # replicas READY (the router's choices)
+        self.ready: list[int] = []  # replicas READY (the router's choices), in index order
+        self.held: list[int] = []  # requests each replica holds (its ``outstanding``)
         self.arrivals = arrivals
         self.progress = progress
         self.heap: list[tuple[float, int, int, int, int]] = []
@@ -159,6 +160,7 @@ class Sim:
     def add_replica(self, replica: Replica) -> int:
         index = len(self.replicas)
         self.replicas.append(replica)
+        self.held.append(0)
         self.live.append(index)
         if replica.state == READY:
             self.ready.append(index)
@@ -225,15 +227,8 @@ class Sim:
         if self.cfg.routing == "round-robin":
             self.turn = (self.turn + 1) % len(self.ready)
             return self.ready[self.turn]
-        # The fewest requests held, lowest index first (written out: the hottest loop).
-        replicas = self.replicas
-        best, low = -1, -1
-        for i in self.ready:
-            r = replicas[i]
-            held = len(r.waiting) + len(r.running)
-            if low < 0 or held < low or (held == low and i < best):
-                best, low = i, held
-        return best
+        # The fewest requests held; ``ready`` is in index order, so ties go to the lowest.
+        return min(self.ready, key=self.held.__getitem__)
 
     def dispatch(self) -> None:
         """Requests held at the router to serving replicas: with a central queue, while one
@@ -248,6 +243,7 @@ class Sim:
     def _enqueue(self, index: int, seq: Seq) -> None:
         replica = self.replicas[index]
         replica.waiting.append(seq)
+        self.held[index] += 1
         if replica.run is None:
             self._start_run(index)
         elif len(replica.running) < self.cfg.limits.max_num_seqs:
@@ -265,7 +261,9 @@ class Sim:
     def _run_end(self, index: int) -> None:
         replica = self.replicas[index]
         replica.busy_s += self.now - replica.run.start_s if replica.run else 0.0
-        for seq in replica.finish(self.now):
+        done = replica.finish(self.now)
+        self.held[index] -= len(done)
+        for seq in done:
             self.tally.complete(seq, self.now)
             self.minute_completed += 1
             self.minute_ttft.add(seq.first_token_s - seq.arrival_s)

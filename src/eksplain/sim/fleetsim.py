@@ -21,6 +21,7 @@ Faults use their own seeded ``random.Random``, so they do not shift the arrivals
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Callable, Iterator
 
@@ -174,7 +175,7 @@ class FleetSim(Sim):
         if replica.state != STARTING:
             return
         replica.state = READY
-        self.ready.append(index)
+        bisect.insort(self.ready, index)
         self.cold.add(self.now - replica.created_s)
         self._serving(index)
         self.dispatch()
@@ -219,6 +220,7 @@ class FleetSim(Sim):
         if replica.run is not None:
             replica.busy_s += self.now - replica.run.start_s
         held = replica.held()
+        self.held[index] = 0
         self._retire(index)
         for seq in held:
             if seq.retries >= self.f.max_retries:

@@ -228,7 +228,8 @@ def test_cli_simulate_table(runner: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     assert "7 replicas" in result.output
     assert "TTFT" in result.output
-    assert "not simulated yet: autoscaling" in result.output
+    assert "faults: 0 spot interruptions" in result.output
+    assert "instance-hours" in result.output
 
 
 def test_cli_simulate_bad_trace_names_the_line(runner: CliRunner, tmp_path: Path) -> None:

@@ -328,7 +328,8 @@ def simulate(spec: WorkloadSpec, options: SimulateOptions | None = None,
              offerings: tuple[Offering, ...] = (),
              progress: Callable[[float], None] | None = None) -> Simulation:
     """Plan ``spec``, then simulate its choice under the spec's traffic (or ``options.trace``)
-    with a fixed number of replicas: latency percentiles, SLO attainment, queue over time.
+    with its autoscaling, nodes, cold starts and faults (or a fixed number of replicas):
+    latency percentiles, SLO attainment, replicas, queue and cost over time.
 
     ``progress`` hears the simulated seconds done, once a simulated minute.
     """
@@ -340,7 +341,11 @@ def simulate(spec: WorkloadSpec, options: SimulateOptions | None = None,
         raise InputError("The plan chose nothing to simulate.")
     from eksplain.sim.scenario import SimulateOptions, simulate_plan
 
-    return simulate_plan(spec, chosen.choice, catalog, options or SimulateOptions(), progress)
+    options = options or SimulateOptions()
+    load = dict(chosen.extras).get("weight_load_s")  # the plan's model cache, as it chose it
+    if options.weight_load_s is None and isinstance(load, int | float):
+        options = dataclasses.replace(options, weight_load_s=float(load))
+    return simulate_plan(spec, chosen.choice, catalog, options, progress)
 
 
 def load_trace(path: Path) -> Trace:

@@ -27,7 +27,8 @@ from eksplain.hardware import InstanceType
 
 __all__ = [
     "Checkpoint", "StorageOption", "checkpoint_plan", "cold_start_seconds", "failure_rate",
-    "file_system_bytes_per_s", "load_storage", "node_limit_bytes_per_s", "provisioned_bytes",
+    "file_system_bytes_per_s", "load_storage", "node_limit_bytes_per_s",
+    "node_provisioning_seconds", "provisioned_bytes",
     "read_seconds", "storage_usd_per_month",
 ]
 
@@ -108,6 +109,13 @@ def cold_start_seconds() -> tuple[float, float]:
     """(image pull, engine warm-up) seconds of a new replica (data/startup.yaml, sourced)."""
     data = read_yaml("startup.yaml")
     return float(data["image_pull"]["seconds"]), float(data["engine_warmup"]["seconds"])
+
+
+@functools.cache
+def node_provisioning_seconds() -> float:
+    """Seconds from Karpenter launching a GPU node to a pod being able to use its GPUs
+    (data/startup.yaml node_provisioning, sourced)."""
+    return float(read_yaml("startup.yaml")["node_provisioning"]["seconds"])
 
 
 @functools.cache

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from eksplain.explain import Explanation
     from eksplain.explain.glossary import GlossaryEntry
     from eksplain.search.plan import Candidate, Plan
+    from eksplain.sim.fleet import FleetResult
     from eksplain.sim.metrics import LatencySummary
     from eksplain.sim.scenario import Simulation
     from eksplain.sim.sweep import SweepResult
@@ -336,6 +337,25 @@ def simulation_dict(sim: Simulation) -> dict[str, Any]:
         "slo_attainment": {k: _round(v, 4) for k, v in r.slo_attainment},
         "queue_cap": cfg.queue_cap,
         "stopped": r.stopped or None,
+        "token_budget_source": sim.token_budget_source,
+        "cold_start": {k: _round(v, 1) for k, v in sim.cold_start_s},
+        "fleet": _fleet(r.fleet) if r.fleet is not None else None,
         "timeline": [{k: _round(v) if isinstance(v, float) else v
                       for k, v in asdict(m).items()} for m in r.timeline],
+    }
+
+
+def _fleet(f: FleetResult) -> dict[str, Any]:
+    return {
+        "autoscaler": f.autoscaler,
+        "replicas_peak": f.replicas_peak, "nodes_peak": f.nodes_peak,
+        "instance_hours": _round(f.instance_hours, 4),
+        "cost_usd": _round(f.cost_usd, 2) if f.cost_usd is not None else None,
+        "accelerator_utilisation": _round(f.accelerator_utilisation, 4),
+        "cold_starts": f.cold_starts, "cold_start_s": _latency(f.cold_start),
+        "scale_ups": f.scale_ups, "scale_downs": f.scale_downs,
+        "scale_events": [{"time_s": e.time_s, "from": e.replicas_from, "to": e.replicas_to}
+                         for e in f.scale_events],
+        "spot_interruptions": f.spot_interruptions, "crashes": f.crashes,
+        "retries": f.retries, "failed_after_retries": f.failed_after_retries,
     }

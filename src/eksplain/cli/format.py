@@ -297,11 +297,13 @@ def simulation_lines(sim: Simulation) -> list[str | Table]:
     lim = sim.limits
     lines: list[str | Table] = [
         f"[bold]{escape(sim.model_id)}[/bold] on {escape(sim.choice.label)}, "
-        f"{cfg.replicas} replicas ({cfg.routing}), {format_duration(r.simulated_s)} simulated, "
+        f"{_replicas_words(sim)} ({cfg.routing}), {format_duration(r.simulated_s)} simulated, "
         f"seed {cfg.seed}",
         f"traffic: {escape(sim.traffic)}",
         f"engine: max_num_seqs {lim.max_num_seqs}, token budget "
-        f"{lim.max_num_batched_tokens:,}, {lim.kv_blocks:,} KV blocks of {lim.block_size} tokens",
+        f"{lim.max_num_batched_tokens:,}, {lim.kv_blocks:,} KV blocks of {lim.block_size} tokens"
+        + (f" (token budget: {escape(sim.token_budget_source)})"
+           if sim.token_budget_source else ""),
         "",
         _latency_table(sim),
         "",
@@ -317,7 +319,37 @@ def simulation_lines(sim: Simulation) -> list[str | Table]:
         peak = max(r.timeline, key=lambda m: (m.waiting, m.minute))
         lines.append(f"queue: at most {peak.waiting:,} waiting (minute {peak.minute}), "
                      f"{r.timeline[-1].waiting:,} at the end")
+    lines += _fleet_lines(sim)
     if r.stopped:
         lines.append(f"[red]stopped early:[/red] {escape(r.stopped)}")
-    lines.append("not simulated yet: autoscaling, cold starts, spot interruptions")
+    return lines
+
+
+def _replicas_words(sim: Simulation) -> str:
+    f = sim.result.config.fleet
+    if f is None or f.autoscaler == "off":
+        return f"{sim.result.config.replicas} replicas"
+    return (f"{f.autoscaler.upper()} autoscaling {f.min_replicas}-{f.max_replicas} replicas "
+            f"from {f.initial_replicas}")
+
+
+def _fleet_lines(sim: Simulation) -> list[str | Table]:
+    f, cfg = sim.result.fleet, sim.result.config.fleet
+    if f is None or cfg is None:
+        return []
+    cold = " + ".join(f"{name.removesuffix('_s').replace('_', ' ')} {seconds:,.0f} s"
+                      for name, seconds in sim.cold_start_s)
+    cost = f"${f.cost_usd:,.2f}" if f.cost_usd is not None else "no price known"
+    lines: list[str | Table] = [
+        f"replicas: peak {f.replicas_peak}, {f.scale_ups} scale-ups and {f.scale_downs} "
+        f"scale-downs; {f.cold_starts} cold starts (mean {f.cold_start.mean_s:,.0f} s, "
+        f"max {f.cold_start.max_s:,.0f} s)",
+        f"nodes: peak {f.nodes_peak} x {escape(sim.choice.instance_type)}, "
+        f"{f.instance_hours:,.2f} instance-hours, {cost}; accelerators busy "
+        f"{f.accelerator_utilisation:.1%} of the serving time",
+        f"faults: {f.spot_interruptions} spot interruptions, {f.crashes} replica crashes, "
+        f"{f.retries:,} requests retried, {f.failed_after_retries:,} failed after retries",
+    ]
+    if cold:
+        lines.append(f"cold start on a new node: {cold}")
     return lines

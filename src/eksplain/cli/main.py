@@ -454,9 +454,13 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same "
                                            "output.")] = 0,
     replicas: Annotated[int | None, typer.Option(
-        help="Replicas (default: the plan's peak replicas).")] = None,
+        help="A fixed number of replicas (autoscaling off).")] = None,
     routing: Annotated[str, typer.Option(
         help="round-robin, least-outstanding or central-queue.")] = "least-outstanding",
+    autoscale: Annotated[str, typer.Option(
+        help="hpa, keda (scales to zero) or off (the plan's peak replicas).")] = "hpa",
+    token_budget: Annotated[int | None, typer.Option(
+        help="The engine's max_num_batched_tokens (default: calibrated).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     chart: Annotated[Path | None, typer.Option(
         help="Also draw load, replicas, queue and latency over time to this file (.png, .svg "
@@ -469,7 +473,7 @@ def simulate(
         help="Run --sweep on the Ray cluster at this address (local: start one here).")] = None,
 ) -> None:
     """Simulate the plan's choice under the spec's traffic: latency percentiles, SLO
-    attainment, queue over time (a fixed number of replicas; no autoscaling yet)."""
+    attainment, replicas, nodes, cold starts, faults and cost over time."""
     if sweep is not None:
         _simulate_sweep(sweep, jobs, ray, json_output, chart)
         return
@@ -487,7 +491,8 @@ def simulate(
         trace_path = trace or (spec.parent / named if named else None)
         options = api.SimulateOptions(
             duration_s=seconds, seed=seed, replicas=replicas, routing=routing,
-            trace=api.load_trace(trace_path) if trace_path else None)
+            trace=api.load_trace(trace_path) if trace_path else None, autoscale=autoscale,
+            token_budget=token_budget)
         return api.simulate(workload, options, progress=progress)
 
     try:

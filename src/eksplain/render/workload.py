@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from eksplain.autoscaling import hpa_behavior
 from eksplain.render import triton
 from eksplain.render.context import (
     CACHE_MOUNT,
@@ -374,9 +375,9 @@ def _target(ctx: RenderContext) -> dict[str, Any]:
 
 def _behavior() -> dict[str, Any]:
     # Scale up at once (a new replica takes minutes to start); scale down after five minutes
-    # of lower load, the Kubernetes default window, so a lull does not drop warm replicas.
-    return {"scaleUp": {"stabilizationWindowSeconds": 0},
-            "scaleDown": {"stabilizationWindowSeconds": 300}}
+    # of lower load, the Kubernetes default window, so a lull does not drop warm replicas. The
+    # values live in data/autoscaling.yaml, which the simulator reads too.
+    return hpa_behavior()
 
 
 def adapter_metric(ctx: RenderContext) -> str:

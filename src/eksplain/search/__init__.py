@@ -22,6 +22,7 @@ from eksplain.catalog import Model, resolve_model
 from eksplain.checkpoint import (
     cold_start_seconds,
     load_storage,
+    node_provisioning_seconds,
     read_seconds,
     storage_usd_per_month,
 )
@@ -129,17 +130,19 @@ def _model_cache(spec: WorkloadSpec, choice: Candidate, catalog: HardwareCatalog
     fast = [r for r in rows if r[1] <= COLD_LOAD_LIMIT_S] or [min(rows, key=lambda r: r[1])]
     name, seconds, monthly = min(fast, key=lambda r: (r[2], r[1], r[0]))
     pull, warmup = cold_start_seconds()
+    node = node_provisioning_seconds()
     text = (f"model cache on {name}: a replica loads its {weights / GIB:.1f} GiB of weights in "
             f"{seconds:.0f} s (capped by the {inst.network_gbps:g} Gbps network of {inst.name} "
             f"and the storage's own throughput; ${monthly:.2f} a month), the cheapest option "
             f"within {COLD_LOAD_LIMIT_S:.0f} s; a "
             f"cold start on a node that has the image takes {seconds + warmup:.0f} s (load + "
-            f"{warmup:.0f} s of engine warm-up), {pull:.0f} s more when the node must pull it "
-            "(node provisioning not included)")
+            f"{warmup:.0f} s of engine warm-up), {pull:.0f} s more when the node must pull it, "
+            f"and {node:.0f} s more when Karpenter must launch the node: "
+            f"{node + pull + seconds + warmup:.0f} s in all")
     terms = ("storage-class", "fsx-lustre" if name == "fsx-lustre" else "volume",
              "container-registry")
     cold = {"weight_load_s": seconds, "engine_warmup_s": warmup, "image_pull_s": pull,
-            "node_provisioning_s": None, "total_known_s": round(seconds + warmup + pull, 1)}
+            "node_provisioning_s": node, "total_known_s": round(node + seconds + warmup + pull, 1)}
     return Decision(terms, text), (("model_cache", name), ("weight_load_s", seconds),
                                    ("cold_start", cold), ("model_cache_options", tuple(rows)))
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from eksplain.sim.steps import StepModel
 
-__all__ = ["EngineLimits", "Replica", "Run", "Seq"]
+__all__ = ["DRAINING", "GONE", "READY", "STARTING", "EngineLimits", "Replica", "Run", "Seq"]
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,11 @@ class Seq:
     steps so far); otherwise ``computed`` and ``generated`` hold them."""
 
     __slots__ = ("arrival_s", "base", "blocks", "computed", "decoding", "epoch", "first_token_s",
-                 "generated", "id", "made", "output", "prefill_to", "prompt", "started_s")
+                 "generated", "id", "made", "output", "prefill_to", "prompt", "retries",
+                 "started_s")
 
-    def __init__(self, ident: int, arrival_s: float, prompt: int, output: int) -> None:
+    def __init__(self, ident: int, arrival_s: float, prompt: int, output: int,
+                 retries: int = 0) -> None:
         self.id = ident
         self.arrival_s = arrival_s
         self.prompt = prompt
@@ -63,6 +65,7 @@ class Seq:
         self.epoch = 0  # bumped when the sequence leaves the decode set (stale heap entries)
         self.first_token_s = -1.0
         self.started_s = -1.0  # first admitted into a step
+        self.retries = retries  # times it was re-queued after its replica was lost
 
 
 @dataclass
@@ -139,8 +142,21 @@ class _DecodeSet:
         return out
 
 
+STARTING, READY, DRAINING, GONE = range(4)
+
+
 class Replica:
-    def __init__(self, limits: EngineLimits, model: StepModel) -> None:
+    """One engine and its place in the fleet: ``state`` STARTING (not serving until its cold
+    start ends), READY, DRAINING (no new requests; finishes those it holds) or GONE."""
+
+    def __init__(self, limits: EngineLimits, model: StepModel, node: int = -1,
+                 created_s: float = 0.0) -> None:
+        self.state = READY
+        self.node = node
+        self.created_s = created_s
+        self.serving_since = 0.0
+        self.serving_s = 0.0  # time READY or DRAINING
+        self.busy_s = 0.0  # time with a run (a non-empty batch)
         self.limits = limits
         self.model = model
         self.waiting: deque[Seq] = deque()
@@ -155,6 +171,10 @@ class Replica:
     @property
     def outstanding(self) -> int:
         return len(self.waiting) + len(self.running)
+
+    def held(self) -> list[Seq]:
+        """Every request the engine holds, running first (for a replica that is lost)."""
+        return [*self.running.values(), *self.waiting]
 
     def fits_ever(self, seq: Seq) -> bool:
         """Whether the whole request fits the KV cache of an otherwise empty engine."""

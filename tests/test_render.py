@@ -7,7 +7,6 @@ import copy
 import dataclasses
 import functools
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -30,10 +29,10 @@ from eksplain.render.output import file_texts, write_files
 from eksplain.render.references import pod_templates
 from eksplain.search import Plan
 from eksplain.spec import WorkloadSpec
+from tests.goldens import assert_matches_golden
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-GOLDEN = ROOT / "tests" / "golden" / "render"
 SERVING = ("chat-llama-3.1-8b", "deepseek-v3", "embeddings-bge-2000rps", "embeddings-queries-cpu",
            "llama-inferentia2",
            "moe-qwen3-30b-a3b", "rag-llama-3.1-70b-32k")
@@ -482,17 +481,7 @@ def test_rerender_is_byte_identical() -> None:
 def test_golden_files(name: str, autoscaler: str) -> None:
     """Set EKSPLAIN_REGEN_GOLDEN=1 to rewrite them after an intended change; review the diff."""
     options = RenderOptions(autoscaler="keda" if autoscaler == "keda" else "hpa")
-    files = file_texts(_render(name, options))
-    folder = GOLDEN / name
-    if os.environ.get("EKSPLAIN_REGEN_GOLDEN") == "1":
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.iterdir():
-            old.unlink()
-        for file_name, text in files:
-            (folder / file_name).write_text(text, encoding="utf-8")
-    assert sorted(p.name for p in folder.iterdir()) == sorted(n for n, _ in files)
-    for file_name, text in files:
-        assert (folder / file_name).read_text(encoding="utf-8") == text, file_name
+    assert_matches_golden(name, list(file_texts(_render(name, options))))
 
 
 def _pods_of_custom_workloads(manifests: Manifests) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ import copy
 import dataclasses
 import functools
 import itertools
-import os
 from typing import Any
 
 import pytest
@@ -21,7 +20,8 @@ from eksplain.render import Manifests, RenderOptions, render_plan
 from eksplain.render.output import file_texts
 from eksplain.search import Plan
 from eksplain.spec import WorkloadSpec
-from tests.test_render import GOLDEN, _catalog, _check, _find, _spec
+from tests.goldens import assert_matches_golden
+from tests.test_render import _catalog, _check, _find, _spec
 
 CPU_INSTANCE = "c7i.8xlarge"
 
@@ -377,14 +377,5 @@ def test_cpu_text_generation_is_refused() -> None:
 def test_golden_files(label: str) -> None:
     """Set EKSPLAIN_REGEN_GOLDEN=1 to rewrite them after an intended change; review the diff."""
     engine = label.rsplit("-", 1)[-1]
-    files = file_texts(cpu_render() if engine == "cpu" else engine_render(engine))
-    folder = GOLDEN / label
-    if os.environ.get("EKSPLAIN_REGEN_GOLDEN") == "1":
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.iterdir():
-            old.unlink()
-        for file_name, text in files:
-            (folder / file_name).write_text(text, encoding="utf-8")
-    assert sorted(p.name for p in folder.iterdir()) == sorted(n for n, _ in files)
-    for file_name, text in files:
-        assert (folder / file_name).read_text(encoding="utf-8") == text, file_name
+    assert_matches_golden(label, list(file_texts(cpu_render() if engine == "cpu"
+                                                 else engine_render(engine))))

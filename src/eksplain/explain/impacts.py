@@ -17,6 +17,7 @@ from eksplain.checkpoint import (
     cold_start_seconds,
     failure_rate,
     load_storage,
+    node_provisioning_seconds,
     read_seconds,
 )
 from eksplain.comms import ena_link, inter_node_link, intra_node_link
@@ -289,14 +290,17 @@ def storage(w: Workload) -> Impact:
 
 
 def cold_start(w: Workload) -> Impact:
-    """Seconds before a new replica serves: weights from each storage + warm-up (+ image pull)."""
+    """Seconds before a new replica serves: weights from each storage + warm-up, on a node that
+    has the image, and on a new node (+ node provisioning + image pull)."""
     pull, warmup = cold_start_seconds()
-    rows = tuple((name, f"{float(sec) + warmup:.0f}", f"{float(sec) + warmup + pull:.0f}")
+    node = node_provisioning_seconds()
+    rows = tuple((name, f"{float(sec) + warmup:.0f}", f"{float(sec) + warmup + node + pull:.0f}")
                  for name, sec in _load_rows(_estimate(w)) if name != "instance-nvme")
-    return Impact("Cold start of a new replica", ("model cache", "s, image cached",
-                                                  "s, image pulled"), rows,
+    return Impact("Cold start of a new replica", ("model cache", "s, node with the image",
+                                                  "s, new node"), rows,
                   (f"engine warm-up {warmup:.0f} s and image pull {pull:.0f} s from engine logs "
-                   "and ECR figures; node provisioning has no sourced figure and is not included",
+                   f"and ECR figures; a new node adds Karpenter's provisioning ({node:.0f} s, "
+                   "one published report) and the image pull",
                    "scale-up must start before the queue grows: autoscale on the requests each "
                    "replica holds, running and waiting"))
 

@@ -37,7 +37,7 @@ from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
-__all__ = ["CelCoverage", "CelFailure", "RuleOutcome", "coverage", "evaluate_rules",
+__all__ = ["CelCoverage", "CelFailure", "RuleOutcome", "coverage", "evaluate_rules", "prepare",
            "schema_rules", "skip_reason"]
 
 # Standard CEL macros and functions that celpy implements (celpy.evaluation.base_functions).
@@ -79,6 +79,13 @@ class _Compiled:
 @functools.cache
 def _environment() -> celpy.Environment:
     return celpy.Environment()
+
+
+def prepare() -> None:
+    """Build the CEL environment now. celpy's ``Environment`` raises the process's recursion
+    limit (``sys.setrecursionlimit(2500)``) when it is created: a long-lived process (``eksplain
+    serve``) does it once at start rather than inside the first request that checks a render."""
+    _environment()
 
 
 def _calls(expression: str) -> list[str]:

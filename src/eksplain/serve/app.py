@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from eksplain import __version__
+from eksplain.render import cel
 from eksplain.serve.limits import BodyLimit
 from eksplain.serve.problems import install_handlers
 from eksplain.serve.routes import Limits, router
@@ -35,6 +36,7 @@ the JSON documents of `--json` (docs/json.md). Errors are `application/problem+j
 def create_app(limits: Limits | None = None) -> FastAPI:
     """The eksplain HTTP API and web page, with ``limits`` (body size, simulation time)."""
     limits = limits or Limits()
+    cel.prepare()  # a process-wide side effect of the CEL library, once, before any request
     app = FastAPI(title="eksplain", version=__version__, description=DESCRIPTION,
                   docs_url=None, redoc_url=None)  # their pages load scripts from a CDN
     app.state.limits = limits

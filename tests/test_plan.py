@@ -482,3 +482,12 @@ def test_a_serving_choice_reports_the_memory_of_its_whole_batch() -> None:
     assert batch > 1
     # weights + the batch's KV cache, plus activations and overhead, within the device
     assert weights + kv < c.memory_bytes <= c.capacity_bytes
+
+
+@pytest.mark.parametrize("value", [0.0, -1, "0ms", math.inf])
+def test_a_latency_target_must_be_a_positive_finite_time(value: object) -> None:
+    # Found by fuzzing the HTTP API: tpot_p95 of 0 reached the estimator and failed there (500).
+    with pytest.raises(InputError) as err:
+        spec_from_dict({"model": "meta-llama/Llama-3.1-8B", "task": "inference",
+                        "slo": {"tpot_p95": value}})
+    assert "slo.tpot_p95" in err.value.message

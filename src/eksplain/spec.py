@@ -7,6 +7,7 @@ strings with units (``500ms``, ``72h``); sizes of data are counts (``300B`` toke
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -104,7 +105,10 @@ class Slo(_Strict):
     @field_validator("ttft_p95", "tpot_p95", "e2e_p95", "deadline", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float | None:
-        return _seconds(value)
+        seconds = _seconds(value)
+        if seconds is not None and not 0 < seconds < math.inf:
+            raise ValueError(f"a target must be a positive, finite time, not {value!r}")
+        return seconds
 
 
 class Data(_Strict):

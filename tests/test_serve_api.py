@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from eksplain import __version__, api
 from eksplain.serve import Limits, create_app
 from eksplain.serve.routes import simulation_json
+from tests.conftest import LLAMA31_8B_CONFIG
 
 CHAT = {"model": "meta-llama/Llama-3.1-8B", "task": "inference", "precision": ["bf16", "fp8"],
         "tokens": {"input_mean": 1024, "input_p95": 2048, "output_mean": 256,
@@ -358,3 +359,33 @@ def test_serve_without_the_extra_says_what_to_install(monkeypatch: pytest.Monkey
     result = CliRunner().invoke(app, ["serve", "--port", "0"])
     assert result.exit_code == 2
     assert "pip install 'eksplain[serve]'" in result.output
+
+
+def test_a_model_config_sent_inline_is_estimated_like_the_catalogue_entry(
+        client: TestClient) -> None:
+    inline = json.dumps({**LLAMA31_8B_CONFIG, "_name_or_path": "my-org/my-llama"})
+    response = client.post("/v1/estimate", json={"model": inline, "hardware": "h100"})
+    assert response.status_code == 200, response.text
+    catalogue = client.post("/v1/estimate", json={"model": "meta-llama/Llama-3.1-8B",
+                                                   "hardware": "h100"}).json()
+    assert response.json()["memory_per_device"]["weights_bytes"] == (
+        catalogue["memory_per_device"]["weights_bytes"])
+    plan = client.post("/v1/plan", json={**CHAT, "model": inline})
+    assert plan.status_code == 200, plan.text
+
+
+def test_a_broken_inline_config_is_422_on_the_model_field(client: TestClient) -> None:
+    for inline in ("{not json", "[1, 2]", json.dumps({"hidden_size": 8})):
+        body = problem(client.post("/v1/estimate", json={"model": inline, "hardware": "h100"}),
+                       422)
+        assert fields(body) == ["model"], inline
+
+
+@pytest.mark.parametrize("change", [{"num_attention_heads": 0}, {"num_hidden_layers": -1},
+                                    {"hidden_size": 0}, {"intermediate_size": -5},
+                                    {"vocab_size": -1}, {"hidden_size": "wide"}])
+def test_an_inline_config_with_impossible_sizes_is_422_not_500(client: TestClient,
+                                                             change: dict[str, Any]) -> None:
+    inline = json.dumps({**LLAMA31_8B_CONFIG, **change})
+    body = problem(client.post("/v1/estimate", json={"model": inline, "hardware": "h100"}), 422)
+    assert fields(body) == ["model"]

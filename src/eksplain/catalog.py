@@ -8,7 +8,9 @@ local models go through one code path.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ __all__ = [
     "ModelEntry",
     "PreQuantization",
     "find_model",
+    "inline_config",
     "load_models",
     "model_from_config",
     "resolve_model",
@@ -111,10 +114,14 @@ def model_from_config(
 ) -> Model:
     """A ``Model`` from a parsed config.json."""
     arch = architecture_from_config(config)
+    params = count_parameters(arch)
+    if any(v < 0 for layer in params.layer_kinds for v in dataclasses.astuple(layer)):
+        raise InputError(f"config.json of {model_id} gives a layer negative sizes "
+                         "(intermediate_size, heads or experts).")
     return Model(
         id=model_id,
         architecture=arch,
-        params=count_parameters(arch),
+        params=params,
         quantization=_pre_quantization(config),
         source=source,
     )
@@ -163,8 +170,29 @@ def find_model(entries: tuple[ModelEntry, ...], name: str) -> ModelEntry:
     )
 
 
+def inline_config(name: str) -> dict[str, Any] | None:
+    """The config.json a model name carries inline (a JSON object, ``{"model_type": ...}``), or
+    None for any other name. The HTTP API takes models this way instead of paths."""
+    if not name.lstrip().startswith("{"):
+        return None
+    try:
+        config = json.loads(name)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"The model's inline config.json is not valid JSON: {exc.msg} at "
+                         f"character {exc.pos}.") from exc
+    if not isinstance(config, dict):
+        raise InputError("The model's inline config.json must be a JSON object.")
+    return config
+
+
 def resolve_model(name: str, entries: tuple[ModelEntry, ...] | None = None) -> Model:
-    """Resolve a catalogue id/alias, or a local ``config.json`` path or directory, to a Model."""
+    """Resolve a catalogue id/alias, an inline config.json (a JSON object as the name), or a
+    local ``config.json`` path or directory, to a Model. An inline config is named by its
+    ``_name_or_path`` when it has one, else ``inline-<model_type>``."""
+    config = inline_config(name)
+    if config is not None:
+        model_id = str(config.get("_name_or_path") or f"inline-{config.get('model_type')}")
+        return model_from_config(model_id, config, source="inline config.json")
     path = Path(name).expanduser()
     if name.endswith(".json") or (path.exists() and path.is_dir()):
         if not path.exists():

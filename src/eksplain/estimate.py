@@ -91,7 +91,8 @@ class EstimateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str = Field(min_length=1, description="catalogue id/alias or path to a config.json")
+    model: str = Field(min_length=1, description="catalogue id/alias, path to a config.json, "
+                       "or a config.json inline as a JSON object")
     hardware: str = Field(min_length=1, description="accelerator name or EC2 instance type")
     devices: int | None = Field(default=None, ge=1)
     task: Literal["inference", "training", "embedding"] = Field(

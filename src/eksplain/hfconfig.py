@@ -461,12 +461,22 @@ def architecture_from_config(config: Config) -> Architecture:
             suggestions=suggest(str(model_type), SUPPORTED_MODEL_TYPES),
         )
     try:
-        return builder(_Fields(config, str(model_type)))
-    except (TypeError, ValueError) as exc:
+        arch = builder(_Fields(config, str(model_type)))
+    except (TypeError, ValueError, ArithmeticError) as exc:
         raise InputError(
-            f"config.json for model_type {model_type!r} has a field of the wrong type ({exc}).",
-            hint="sizes and counts must be integers",
+            f"config.json for model_type {model_type!r} has a field of the wrong type or out of "
+            f"range ({exc}).",
+            hint="sizes and counts must be positive integers",
         ) from exc
+    if arch.num_layers < 1 or arch.hidden_size < 1:
+        raise InputError(f"config.json for model_type {model_type!r} has {arch.num_layers} "
+                         f"layers of width {arch.hidden_size}; both must be positive.")
+    negative = [f.name for f in dataclasses.fields(arch)
+                if isinstance(getattr(arch, f.name), int) and getattr(arch, f.name) < 0]
+    if negative:
+        raise InputError(f"config.json for model_type {model_type!r} gives negative sizes: "
+                         + ", ".join(negative) + ".")
+    return arch
 
 
 def read_config_dir(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:

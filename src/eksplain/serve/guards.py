@@ -2,15 +2,20 @@
 
 The CLI reads paths a user types (a model's ``config.json``, ``traffic.trace``, price files);
 over HTTP the same strings would let a caller read the server's file system. So a model must be
-a catalogue id or alias, and ``traffic.trace`` must be empty. Each refusal names the field, so
+a catalogue id or alias, or a config.json sent inline as a JSON object in the string, and
+``traffic.trace`` must be empty. Each refusal names the field, so
 the web page can show it beside the input.
 """
 
 from __future__ import annotations
 
 from eksplain import api
-from eksplain.catalog import find_model  # the catalogue lookup without resolve_model's paths
-from eksplain.errors import CatalogError
+from eksplain.catalog import (  # the catalogue lookup, and inline configs, without paths
+    find_model,
+    inline_config,
+    resolve_model,
+)
+from eksplain.errors import EksplainError
 from eksplain.serve.problems import ProblemError
 
 __all__ = ["catalogue_model", "no_files"]
@@ -24,8 +29,11 @@ def catalogue_model(name: str, field: tuple[str, ...] = ("body", "model")) -> st
     directory by that name only if the server's operator made one in its working directory.
     """
     try:
+        if inline_config(name) is not None:  # a config.json sent inline, not a path
+            resolve_model(name)
+            return name
         find_model(api.models(), name)
-    except CatalogError as exc:
+    except EksplainError as exc:
         raise ProblemError(422, exc.message, "GET /v1/models lists the catalogue; the HTTP API "
                            "takes catalogue ids or aliases, never paths", field,
                            exc.suggestions) from exc

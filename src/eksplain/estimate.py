@@ -276,13 +276,13 @@ def check_context(model: Model, tokens: int) -> None:
 
 def _serving_config(req: EstimateRequest, fmt: str, par: Parallelism, batch: int,
                     seq_len: int, budget: int) -> ServingConfig:
-    """``budget``: the engine's default token budget on the device, which vLLM's memory
-    profiling runs a batch of (the same value the speed model and ``render`` use)."""
+    """``budget``: the step's token budget (``_token_budget``), which vLLM's memory profiling
+    runs a batch of."""
     return ServingConfig(
         weight_format=fmt, kv_dtype=req.kv_dtype, batch=batch, seq_len=seq_len, parallel=par,
         engine="hf" if req.engine == "hf" else "vllm",
         gpu_memory_utilization=req.gpu_memory_utilization, max_num_seqs=req.max_num_seqs,
-        max_num_batched_tokens=req.max_num_batched_tokens or budget,
+        max_num_batched_tokens=budget,
     )
 
 
@@ -359,7 +359,16 @@ def _training_compute(req: EstimateRequest, fmt: str, acc: Accelerator) -> str:
     return "fp8" if fmt == "fp8" and faster else "bf16"
 
 
-def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, int | None]:
+def _token_budget(ctx: _Context) -> int:
+    """Tokens one engine step may compute: ``--max-num-batched-tokens``, else the engine's
+    default on the device (the same value the speed model, ``render`` and ``simulate`` use)."""
+    acc = ctx.choice.accelerator
+    return ctx.req.max_num_batched_tokens or ctx.cal.token_budget_for(
+        acc.id, acc.memory_bytes, ctx.req.engine)
+
+
+def _serving_speed(ctx: _Context, max_batch: int,
+                   budget: int) -> tuple[ServingSpeed | None, int | None]:
     req, acc = ctx.req, ctx.choice.accelerator
     if req.input_tokens is None or req.output_tokens is None:
         return None, None
@@ -379,9 +388,7 @@ def _serving_speed(ctx: _Context, max_batch: int) -> tuple[ServingSpeed | None, 
 
     def run(batch: int) -> ServingSpeed:
         return serving_speed(ctx.model, shape, r, eff, (batch, prompt, output), ctx.par, link,
-                             req.max_num_batched_tokens or budget)
-
-    budget = ctx.cal.token_budget_for(acc.id, acc.memory_bytes, req.engine)
+                             budget)
 
     best = None
     if req.tpot_target_s is not None and max_batch and output:
@@ -438,14 +445,11 @@ def _serving(ctx: _Context) -> Estimate:
     seq = req.input_tokens + req.output_tokens if (
         req.input_tokens is not None and req.output_tokens is not None) else req.seq_len
     check_context(ctx.model, seq)
+    budget = _token_budget(ctx)
     mem = serving_memory(ctx.model, ctx.capacity,
-                         _serving_config(req, ctx.fmt, ctx.par, req.batch, seq,
-                                         ctx.cal.token_budget_for(
-                                             ctx.choice.accelerator.id,
-                                             ctx.choice.accelerator.memory_bytes, req.engine)),
-                         ctx.cal,
-                         ctx.choice.devices)
-    speed, best = _serving_speed(ctx, mem.kv.max_batch)
+                         _serving_config(req, ctx.fmt, ctx.par, req.batch, seq, budget),
+                         ctx.cal, ctx.choice.devices)
+    speed, best = _serving_speed(ctx, mem.kv.max_batch, budget)
     plan = _plan(ctx)
     replicas = ctx.par.dp
     out_rate = speed.output_tokens_per_s * replicas if speed else 0.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -499,15 +499,22 @@ def simulate(
         result = _call(call)
     finally:
         progress.close()
-    if chart is not None:
-        _write_chart(chart, lambda: api.simulation_chart(result))
-    if json_output:
-        _print_json(api.simulation_dict(result))
-        return
     from eksplain.cli.format import simulation_lines
 
+    _report(chart, lambda: api.simulation_chart(result),
+            api.simulation_dict(result) if json_output else None, lambda: simulation_lines(result))
+
+
+def _report(chart: Path | None, draw: Callable[[], api.Chart], as_json: dict[str, Any] | None,
+            lines: Callable[[], Iterable[object]]) -> None:
+    """A simulation's or sweep's outputs: the chart when asked, then JSON or the text lines."""
+    if chart is not None:
+        _write_chart(chart, draw)
+    if as_json is not None:
+        _print_json(as_json)
+        return
     console = _console()
-    for line in simulation_lines(result):
+    for line in lines():
         console.print(line)
 
 
@@ -548,16 +555,10 @@ def _simulate_sweep(path: Path, jobs: int | None, ray: str | None, json_output: 
         result = _call(lambda: api.sweep(api.load_sweep(path), jobs, ray, progress))
     finally:
         progress.close()
-    if chart is not None:
-        _write_chart(chart, lambda: api.sweep_chart(result))
-    if json_output:
-        _print_json(api.sweep_dict(result))
-        return
     from eksplain.cli.format_sweep import sweep_lines
 
-    console = _console()
-    for line in sweep_lines(result):
-        console.print(line)
+    _report(chart, lambda: api.sweep_chart(result),
+            api.sweep_dict(result) if json_output else None, lambda: sweep_lines(result))
 
 
 

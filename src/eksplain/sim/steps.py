@@ -16,17 +16,13 @@ from typing import Protocol
 from eksplain.calibration import load_calibration
 from eksplain.catalog import Model
 from eksplain.comms import Link, intra_node_link
-
-# The estimator's step maths, reused rather than copied: compute.py keeps these private, and a
-# public ``engine_step_s`` there would remove this import (outside this change's files).
 from eksplain.compute import (
     DeviceRates,
     ServingEfficiency,
     ServingShape,
+    engine_step_s,
     rates,
     serving_shape,
-    step_times,
-    tp_comm_s,
 )
 from eksplain.errors import InputError
 from eksplain.estimate import Estimate
@@ -65,7 +61,7 @@ class LinearStepModel:
 
 @dataclass(frozen=True)
 class EstimatorStepModel:
-    """The estimator's batched step (compute.py ``step_times``, the model behind TPOT and
+    """The estimator's batched step (compute.py ``engine_step_s``, the model behind TPOT and
     throughput): max(memory, compute) + TP all-reduces + the engine's step overhead, times PP.
 
     Prefill chunks attend, on average, to half of a ``prompt_tokens`` prompt, as the
@@ -82,13 +78,9 @@ class EstimatorStepModel:
     def step_time_s(self, decode_seqs: int, decode_context_tokens: float,
                     prefill_tokens: int) -> float:
         context = decode_context_tokens / decode_seqs if decode_seqs else 0.0
-        t_mem, t_comp = step_times(self.model, self.shape, self.rates, self.efficiency,
-                                    decode_seqs, context,
-                                    (float(prefill_tokens), self.prompt_tokens))
-        comm = tp_comm_s(decode_seqs + prefill_tokens, self.model.architecture, self.shape,
-                          self.parallel, self.link)
-        step = max(t_mem, t_comp) + comm + self.efficiency.step_overhead_s
-        return step * self.parallel.pp
+        return engine_step_s(self.model, self.shape, self.rates, self.efficiency,
+                             (decode_seqs, context, float(prefill_tokens), self.prompt_tokens),
+                             self.parallel, self.link)
 
 
 def estimator_step_model(est: Estimate, catalog: HardwareCatalog,

@@ -10,7 +10,7 @@ from eksplain.catalog import ModelEntry
 from eksplain.explain import Explanation
 from eksplain.explain.glossary import GlossaryEntry
 from eksplain.search import Candidate, Plan, rejection_counts
-from eksplain.sim.metrics import LatencySummary
+from eksplain.sim.metrics import ATTAINMENT_FOR_P95, LatencySummary
 from eksplain.sim.scenario import Simulation
 from eksplain.units import GIB, format_bytes, format_duration
 
@@ -313,7 +313,7 @@ def simulation_lines(sim: Simulation) -> list[str | Table]:
         f"tokens/s; the estimator's TPOT at the plan's batch: {_ms(sim.estimated_tpot_s)} ms",
     ]
     for name, share in r.slo_attainment:
-        verdict = "holds" if share >= 0.95 else "[red]missed[/red]"
+        verdict = "holds" if share >= ATTAINMENT_FOR_P95 else "[red]missed[/red]"
         lines.append(f"SLO {name} p95: {share:.1%} of requests within target, {verdict}")
     if r.timeline:
         peak = max(r.timeline, key=lambda m: (m.waiting, m.minute))

@@ -6,6 +6,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from eksplain.sim.metrics import ATTAINMENT_FOR_P95
 from eksplain.sim.sweep import SweepResult, SweepRow
 
 __all__ = ["sweep_lines"]
@@ -20,7 +21,7 @@ def _share(row: SweepRow, metric: str) -> str:
     if share is None:
         return "-"
     text = f"{share:.1%}"
-    return text if share >= 0.95 else f"[red]{text}[/red]"
+    return text if share >= ATTAINMENT_FOR_P95 else f"[red]{text}[/red]"
 
 
 def _plans(result: SweepResult) -> dict[tuple[str, str], str]:

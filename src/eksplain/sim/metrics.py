@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["BINS_PER_DECADE", "Histogram", "LatencySummary", "MinuteSample"]
+__all__ = ["ATTAINMENT_FOR_P95", "BINS_PER_DECADE", "Histogram", "LatencySummary", "MinuteSample"]
 
 BINS_PER_DECADE = 200
+ATTAINMENT_FOR_P95 = 0.95  # a p95 target holds when 95% of requests are within it
 LOW_S = 1e-4
 DECADES = 9
 PERCENTILES = (50, 90, 99)

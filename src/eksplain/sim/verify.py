@@ -21,14 +21,13 @@ from eksplain.errors import EksplainError
 from eksplain.hardware import HardwareCatalog
 from eksplain.search import Candidate, Plan
 from eksplain.sim.engine import SimResult
-from eksplain.sim.metrics import LatencySummary
+from eksplain.sim.metrics import ATTAINMENT_FOR_P95, LatencySummary
 from eksplain.sim.sweep import peak_replicas
 from eksplain.spec import WorkloadSpec
 
 __all__ = ["ATTAINMENT_FOR_P95", "CandidateCheck", "SloCheck", "Verification", "VerifyOptions",
            "verify_candidates", "verify_plan"]
 
-ATTAINMENT_FOR_P95 = 0.95  # a p95 target holds when 95% of requests are within it
 
 
 @dataclass(frozen=True)
